@@ -1,0 +1,263 @@
+"""The training loop: run a method's phases, log, sample, checkpoint, resume.
+
+The loop knows nothing about any GAN method. Per step it runs every phase whose turn it is
+(``step % every == 0``), ``repeat`` times, each time: loss → backward → optimiser step →
+``after_step``. Then the EMA of G and the learning-rate schedules advance. Statistics stay
+on the device and reach the host once per ``train.log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import Experiment, validate
+from ..data import load_dataset
+from ..io import write_text
+from ..methods import METHODS, Context, Stats
+from ..report import plot_curves, read_metrics, save_image_grid, save_scatter
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .data_stream import DataStream
+from .ema import EMA
+from .optim import build_optimizer, build_scheduler, grad_norm
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"train.device={name} but no CUDA device is available; use --set train.device=cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _StopFlag:
+    """First Ctrl-C: finish the current step, checkpoint, exit. Second Ctrl-C: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nganforge: stopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class Interrupted(Exception):
+    """Training stopped early by Ctrl-C (or a callback); a checkpoint was written."""
+
+    def __init__(self, step: int, run_dir: Path):
+        super().__init__(f"interrupted at step {step}; continue with: ganforge train --resume --out {run_dir}")
+        self.step, self.run_dir = step, run_dir
+
+
+class Trainer:
+    """Holds the state of one run; :meth:`fit` runs it to ``cfg.train.steps``."""
+
+    def __init__(self, cfg: Experiment, run_dir: Path, callbacks: list[Any] = ()):
+        validate(cfg)
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = resolve_device(t.device)
+        seed_everything(t.seed)
+        self.data = load_dataset(cfg.data, "train", seed=t.seed)
+        self.x = self.data.x.to(self.device)  # the whole training set on the device
+        self.method = METHODS.get(cfg.method)(cfg, tuple(self.data.shape), self.device)
+        self.modules = self.method.modules
+        trained = sorted({p.module for p in self.method.phases})
+        opt_cfg = {"g": cfg.optim.g, "d": cfg.optim.d}
+        self.optims = {k: build_optimizer(opt_cfg.get(k, cfg.optim.d), self.modules[k].parameters()) for k in trained}
+        self.scheds = {k: build_scheduler(opt_cfg.get(k, cfg.optim.d), o, t.steps) for k, o in self.optims.items()}
+        G = self.modules[self.method.generator]
+        self.ema = EMA(G, t.ema) if t.ema > 0 else None
+        self.stream = DataStream(self.x, t.batch, seed=t.seed)
+        gen = torch.Generator().manual_seed(t.seed + 1)
+        self.fixed_z = torch.randn(t.grid or 64, cfg.model.z_dim, generator=gen).to(self.device)
+        self.stats = Stats()
+        self.step = 0
+        self.callbacks = list(callbacks)
+        self.elapsed = 0.0
+
+    # ------------------------------------------------------------------ sampling
+    @property
+    def generator(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.modules[self.method.generator]
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        G = self.generator
+        was = G.training
+        G.eval()
+        out = torch.cat([G(c) for c in z.split(1000)])
+        G.train(was)
+        return out
+
+    def z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model.z_dim, device=self.device)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        s = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optims": {k: o.state_dict() for k, o in self.optims.items()},
+            "scheds": {k: s.state_dict() for k, s in self.scheds.items()},
+            "stream": self.stream.state_dict(),
+            "fixed_z": self.fixed_z.cpu(),
+            "rng": rng_state(),
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in self.callbacks],
+        }
+        if self.ema is not None:
+            s["ema"] = self.ema.module.state_dict()
+        return s
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(s["modules"][k])
+        for k, o in self.optims.items():
+            o.load_state_dict(s["optims"][k])
+        for k, sc in self.scheds.items():
+            sc.load_state_dict(s["scheds"][k])
+        if self.ema is not None and "ema" in s:
+            self.ema.module.load_state_dict(s["ema"])
+        self.stream.load_state_dict(s["stream"])
+        self.fixed_z = s["fixed_z"].to(self.device)
+        self.step, self.elapsed = int(s["step"]), float(s.get("elapsed", 0.0))
+        for cb, st in zip(self.callbacks, s.get("callbacks", [])):
+            if hasattr(cb, "load_state_dict") and st:
+                cb.load_state_dict(st)
+        set_rng_state(s["rng"])
+
+    def save(self, name: str = "last.pt") -> Path:
+        path = self.run_dir / "checkpoints" / name
+        save_checkpoint(path, self.state_dict())
+        return path
+
+    def resume(self) -> bool:
+        """Load checkpoints/last.pt when present; drop log rows written after it."""
+        path = self.run_dir / "checkpoints" / "last.pt"
+        if not path.is_file():
+            return False
+        self.load_state_dict(load_checkpoint(path))
+        log = self.run_dir / "metrics.jsonl"
+        rows = [r for r in read_metrics(log) if r.get("step", 0) <= self.step]
+        write_text(log, "".join(json.dumps(r) + "\n" for r in rows))
+        return True
+
+    # ------------------------------------------------------------------ outputs
+    def write_samples(self, tag: str) -> Path:
+        out = self.run_dir / "samples" / f"{tag}.png"
+        x = self.sample(self.fixed_z)
+        if self.data.kind == "points":
+            many = self.sample(torch.randn(2500, self.cfg.model.z_dim, generator=torch.Generator().manual_seed(0)).to(self.device))
+            real = self.data.x[torch.randperm(len(self.data.x), generator=torch.Generator().manual_seed(0))[:2500]]
+            return save_scatter(many, out, real=real, modes=self.data.modes, title=f"{self.cfg.name} {tag}")
+        return save_image_grid(x, out)
+
+    def _log(self, row: dict[str, Any], bar: tqdm) -> None:
+        for cb in self.callbacks:
+            if hasattr(cb, "on_log"):
+                extra = cb.on_log(self, row)
+                if extra:
+                    row.update(extra)
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        post = {k.split("/")[-1] if k.startswith("loss/") else k: f"{row[k]:.3f}" for k in ("loss/d", "loss/g", "d/real", "d/fake") if k in row}
+        bar.set_postfix(post, refresh=False)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> None:
+        t = self.cfg.train
+        ctx = Context(modules=self.modules, cfg=self.cfg, real=self.stream.next, z=self.z, stats=self.stats)
+        for m in self.modules.values():
+            m.train()
+        bar = tqdm(total=t.steps, initial=self.step, disable=not t.progress, desc=self.cfg.name, unit="step",
+                   dynamic_ncols=True, file=sys.stderr)
+        start = time.perf_counter() - self.elapsed
+        with _StopFlag() as stop:
+            while self.step < t.steps:
+                step = self.step
+                ctx.step = step
+                ctx.log_step = t.log_every > 0 and ((step + 1) % t.log_every == 0 or step + 1 == t.steps)
+                for phase in self.method.phases:
+                    if step % phase.every:
+                        continue
+                    module, opt = self.modules[phase.module], self.optims[phase.module]
+                    for _ in range(phase.repeat):
+                        loss = phase.loss(ctx)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if ctx.log_step:
+                            self.stats.report(f"grad/{phase.name}", grad_norm(module))
+                        opt.step()
+                        if phase.after_step is not None:
+                            phase.after_step(ctx)
+                if self.ema is not None:
+                    self.ema.update(self.modules[self.method.generator])
+                for s in self.scheds.values():
+                    s.step()
+                self.step = step + 1
+                bar.update(1)
+                self.elapsed = time.perf_counter() - start
+                if ctx.log_step:
+                    row = {"step": self.step, "time": round(self.elapsed, 3), **self.stats.means()}
+                    row.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optims.items()})
+                    self._log(row, bar)
+                if t.sample_every and self.step % t.sample_every == 0 and self.step < t.steps:
+                    self.write_samples(f"step_{self.step:07d}")
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
+                    self.save()
+                if stop.requested or any(getattr(cb, "stop_requested", False) for cb in self.callbacks):
+                    self.save()
+                    bar.close()
+                    raise Interrupted(self.step, self.run_dir)
+        bar.close()
+        self.finish()
+
+    def finish(self) -> None:
+        """Final checkpoint, sample grid, curves and exported weights."""
+        self.save()
+        self.write_samples("final")
+        plot_curves(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "curves.png", title=self.cfg.name)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_end"):
+                cb.on_end(self)
+        from ..api import export_generator
+
+        export_generator(self.generator, self.cfg, tuple(self.data.shape), self.run_dir / "generator.safetensors")

@@ -1,0 +1,313 @@
+"""Network families: shapes, published parameter counts, init, spectral norm, maxout,
+batch invariance, gradient flow and configuration errors. CPU, a few seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ganforge.config import NetConfig
+from ganforge.errors import ConfigError
+from ganforge.nets import NETS, build_discriminator, build_generator
+from ganforge.nets.dcgan import SIZES
+from ganforge.nets.layers import Maxout, init_dcgan_
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def g_cfg(name="dcgan", **kw):
+    return NetConfig(name=name, activation="relu", **kw)
+
+
+def d_cfg(name="dcgan", **kw):
+    kw.setdefault("activation", "leaky_relu")
+    return NetConfig(name=name, **kw)
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_families_with_one_line_docs():
+    assert {"dcgan", "mlp"} <= set(NETS.names())
+    for name in NETS:
+        doc = NETS.describe(name)
+        assert doc and "\n" not in doc
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dcgan_shapes(size, channels):
+    shape = (channels, size, size)
+    G = build_generator(g_cfg(width=8), 16, shape)
+    D = build_discriminator(d_cfg(width=8), shape)
+    assert G.z_dim == 16 and G.out_shape == shape
+    x = G(torch.randn(3, 16))
+    assert x.shape == (3, *shape)
+    assert x.abs().max() <= 1.0  # tanh output
+    assert D(x).shape == (3,)
+    f = D.features(x)
+    assert f.shape == (3, D.n_features)
+    assert torch.allclose(D.head(f).reshape(-1), D(x))  # forward = head(features)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "none"])
+def test_dcgan_norm_options(norm):
+    G = build_generator(g_cfg(width=8, norm=norm), 10, (3, 32, 32))
+    D = build_discriminator(d_cfg(width=8, norm=norm), (3, 32, 32))
+    assert D(G(torch.randn(4, 10))).shape == (4,)
+    kinds = {"batch": nn.BatchNorm2d, "layer": nn.GroupNorm}
+    n_norm = sum(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) for m in D.modules())
+    assert n_norm == (0 if norm == "none" else 2)  # 3 stages at 32x32, none on the first
+    if norm != "none":
+        assert all(isinstance(m, kinds[norm]) for m in D.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)))
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert all((m.bias is not None) == (norm == "none") for m in convs)
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_mlp_points(depth):
+    G = build_generator(g_cfg("mlp", width=32, depth=depth, norm="none"), 4, (2,))
+    D = build_discriminator(d_cfg("mlp", width=32, depth=depth, norm="none"), (2,))
+    with torch.no_grad():
+        G.out.bias.fill_(5.0)  # no output activation for points: values beyond [-1, 1]
+    x = G(torch.randn(7, 4))
+    assert x.shape == (7, 2) and x.min() > 1.0
+    assert D(x).shape == (7,)
+    assert D.features(x).shape == (7, 32 if depth else 2)
+
+
+def test_mlp_images_and_maxout():
+    G = build_generator(g_cfg("mlp", width=32, depth=2), 8, (1, 8, 8))
+    D = build_discriminator(d_cfg("mlp", width=24, depth=3, maxout=5, norm="none", dropout=0.1), (1, 8, 8))
+    x = G(torch.randn(5, 8))
+    assert x.shape == (5, 1, 8, 8) and x.abs().max() <= 1.0
+    assert D(x).shape == (5,) and D.features(x).shape == (5, 24)
+    maxouts = [m for m in D.modules() if isinstance(m, Maxout)]
+    assert len(maxouts) == 3 and all(m.pieces == 5 for m in maxouts)
+
+
+def test_discriminator_accepts_channels_last():
+    D = build_discriminator(d_cfg(width=8), (3, 16, 16)).eval()
+    x = torch.randn(4, 3, 16, 16)
+    xcl = x.to(memory_format=torch.channels_last)
+    assert torch.allclose(D(x), D(xcl), atol=1e-5)
+    assert torch.allclose(D.features(x), D.features(xcl), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- published counts
+
+
+def test_dcgan64_matches_pytorch_examples_parameter_counts():
+    nz, ngf, ndf, nc = 100, 64, 64, 3
+
+    def conv(cin, cout, k=4):  # no bias (pytorch/examples uses bias=False everywhere)
+        return cin * cout * k * k
+
+    def bn(c):  # weight + bias
+        return 2 * c
+
+    g_expected = (
+        conv(nz, ngf * 8) + bn(ngf * 8)
+        + conv(ngf * 8, ngf * 4) + bn(ngf * 4)
+        + conv(ngf * 4, ngf * 2) + bn(ngf * 2)
+        + conv(ngf * 2, ngf) + bn(ngf)
+        + conv(ngf, nc)
+    )
+    d_expected = (
+        conv(nc, ndf)
+        + conv(ndf, ndf * 2) + bn(ndf * 2)
+        + conv(ndf * 2, ndf * 4) + bn(ndf * 4)
+        + conv(ndf * 4, ndf * 8) + bn(ndf * 8)
+        + conv(ndf * 8, 1)
+    )
+    assert (g_expected, d_expected) == (3_576_704, 2_765_568)  # the published numbers
+    G = build_generator(g_cfg(width=ngf), nz, (nc, 64, 64))
+    D = build_discriminator(d_cfg(width=ndf), (nc, 64, 64))
+    assert n_params(G) == g_expected
+    assert n_params(D) == d_expected
+
+
+# --------------------------------------------------------------------------- init
+
+
+def test_dcgan_init_statistics():
+    G = build_generator(g_cfg(width=64), 100, (3, 64, 64))
+    D = build_discriminator(d_cfg(width=64, norm="none"), (3, 64, 64))
+    for net in (G, D):
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.weight.numel() >= 10_000:
+                assert abs(m.weight.std().item() - 0.02) < 0.001
+                assert abs(m.weight.mean().item()) < 0.001
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
+                assert torch.all(m.bias == 0)
+            if isinstance(m, nn.BatchNorm2d) and m.num_features >= 256:
+                assert abs(m.weight.mean().item() - 1.0) < 0.005
+                assert abs(m.weight.std().item() - 0.02) < 0.005
+                assert torch.all(m.bias == 0)
+
+
+def test_init_dcgan_reaches_spectral_normed_weights():
+    conv = nn.utils.parametrizations.spectral_norm(nn.Conv2d(64, 128, 4))
+    init_dcgan_(conv)
+    w = conv.parametrizations.weight.original
+    assert abs(w.std().item() - 0.02) < 0.001
+
+
+# --------------------------------------------------------------------------- spectral norm
+
+
+def _sigma(m: nn.Module) -> float:
+    """Largest singular value of the (normalised) weight, reshaped as torch's SN does."""
+    w = m.weight.detach().double()
+    if isinstance(m, nn.ConvTranspose2d):
+        w = w.transpose(0, 1)  # SN normalises transposed convs along their output dim 1
+    return torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2).item()
+
+
+@pytest.mark.parametrize("family,shape", [("dcgan", (3, 32, 32)), ("mlp", (2,))])
+def test_spectral_norm_bounds_largest_singular_value(family, shape):
+    D = build_discriminator(d_cfg(family, width=16, depth=2, norm="none", spectral_norm=True), shape)
+    G = build_generator(g_cfg(family, width=16, depth=2, norm="none", spectral_norm=True), 8, shape)
+    for net in (G, D):
+        layers = [m for m in net.modules() if parametrize.is_parametrized(m, "weight")]
+        assert layers and len(layers) == sum(isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) for m in net.modules())
+        raw = [m.parametrizations.weight.original.detach().double() for m in layers]
+        net.train()
+        for _ in range(5):
+            D(G(torch.randn(8, 8)))
+        net.eval()  # read the weights without another power iteration
+        for m, w in zip(layers, raw):
+            assert abs(_sigma(m) - 1.0) < 0.02
+        # the check is not vacuous: the raw weights are far from sigma = 1
+        assert any(abs(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2).item() - 1.0) > 0.2 for w in raw)
+
+
+# --------------------------------------------------------------------------- maxout
+
+
+def test_maxout_matches_numpy_reference():
+    m = Maxout(5, 3, 4)
+    x = torch.randn(6, 5)
+    W = m.linear.weight.detach().double().numpy()  # [out * pieces, in]
+    b = m.linear.bias.detach().double().numpy()
+    xs = x.double().numpy()
+    ref = np.empty((6, 3))
+    for n in range(6):
+        for j in range(3):
+            ref[n, j] = max(xs[n] @ W[j * 4 + k] + b[j * 4 + k] for k in range(4))
+    np.testing.assert_allclose(m(x).detach().double().numpy(), ref, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- invariances
+
+CASES = [
+    ("mlp", (2,), "none"),
+    ("mlp", (1, 8, 8), "batch"),
+    ("mlp", (1, 8, 8), "layer"),
+    ("dcgan", (1, 28, 28), "batch"),
+    ("dcgan", (3, 16, 16), "layer"),
+    ("dcgan", (3, 8, 8), "none"),
+]
+
+
+@pytest.mark.parametrize("family,shape,norm", CASES)
+def test_batch1_equals_batchN_in_eval(family, shape, norm):
+    G = build_generator(g_cfg(family, width=16, depth=2, norm=norm), 12, shape)
+    D = build_discriminator(d_cfg(family, width=16, depth=2, norm=norm), shape)
+    for net in (G, D):  # non-trivial running statistics
+        net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            D(G(torch.randn(16, 12)))
+    G.eval(), D.eval()
+    z = torch.randn(5, 12)
+    with torch.no_grad():
+        x = G(z)
+        xs = torch.cat([G(z[i : i + 1]) for i in range(5)])
+        y = D(x)
+        ys = torch.cat([D(x[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(x, xs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y, ys, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "family,shape,kw",
+    [
+        ("mlp", (2,), dict(norm="batch")),
+        ("mlp", (2,), dict(norm="none", spectral_norm=True)),
+        ("mlp", (1, 8, 8), dict(norm="layer", dropout=0.2)),
+        ("dcgan", (3, 32, 32), dict(norm="batch")),
+        ("dcgan", (1, 28, 28), dict(norm="layer")),
+        ("dcgan", (3, 16, 16), dict(norm="none", spectral_norm=True)),
+    ],
+)
+def test_gradient_reaches_every_generator_parameter_through_D(family, shape, kw):
+    G = build_generator(g_cfg(family, width=8, depth=2, **kw), 6, shape).train()
+    D = build_discriminator(d_cfg(family, width=8, depth=2, **kw), shape).train()
+    D(G(torch.randn(8, 6))).sum().backward()
+    for name, p in G.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_unknown_family_lists_valid_names():
+    with pytest.raises(ConfigError) as e:
+        build_generator(NetConfig(name="resnet9000"), 10, (3, 32, 32))
+    msg = _one_line(e)
+    assert "resnet9000" in msg and "dcgan" in msg and "mlp" in msg
+    with pytest.raises(ConfigError):
+        build_discriminator(NetConfig(name="nope"), (2,))
+
+
+@pytest.mark.parametrize("shape,fix", [((3, 20, 20), "data.image_size=16"), ((3, 32, 24), "data.image_size=32"), ((1, 100, 100), "data.image_size=128")])
+def test_dcgan_bad_size_names_supported_sizes_and_fix(shape, fix):
+    for build in (lambda: build_generator(g_cfg(), 10, shape), lambda: build_discriminator(d_cfg(), shape)):
+        with pytest.raises(ConfigError) as e:
+            build()
+        msg = _one_line(e)
+        assert "8, 16, 28, 32, 64, 128" in msg and fix in msg
+
+
+def test_dcgan_on_points_points_to_mlp():
+    with pytest.raises(ConfigError) as e:
+        build_generator(g_cfg(), 10, (2,))
+    assert "mlp" in _one_line(e)
+
+
+@pytest.mark.parametrize(
+    "build,needle",
+    [
+        (lambda: build_generator(g_cfg(norm="group"), 10, (3, 32, 32)), "batch, layer, none"),
+        (lambda: build_discriminator(d_cfg(activation="gelu"), (3, 32, 32)), "relu, leaky_relu, tanh, elu"),
+        (lambda: build_generator(g_cfg("mlp", maxout=3), 10, (2,)), "model.g.maxout"),
+        (lambda: build_discriminator(d_cfg(maxout=3), (3, 32, 32)), "model.d.name=mlp"),
+        (lambda: build_discriminator(d_cfg("mlp", dropout=1.0), (2,)), "dropout"),
+        (lambda: build_discriminator(d_cfg("mlp", width=0), (2,)), "width"),
+        (lambda: build_generator(g_cfg(), 0, (3, 32, 32)), "z_dim"),
+    ],
+)
+def test_bad_settings_are_one_line_config_errors(build, needle):
+    with pytest.raises(ConfigError) as e:
+        build()
+    assert needle in _one_line(e)
