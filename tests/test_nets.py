@@ -16,6 +16,15 @@ from ganforge.nets.dcgan import SIZES
 from ganforge.nets.layers import Maxout, init_dcgan_
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny nets: one intra-op thread is fastest, and far faster on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -181,18 +190,20 @@ def _sigma(m: nn.Module) -> float:
 def test_spectral_norm_bounds_largest_singular_value(family, shape):
     D = build_discriminator(d_cfg(family, width=16, depth=2, norm="none", spectral_norm=True), shape)
     G = build_generator(g_cfg(family, width=16, depth=2, norm="none", spectral_norm=True), 8, shape)
-    for net in (G, D):
-        layers = [m for m in net.modules() if parametrize.is_parametrized(m, "weight")]
-        assert layers and len(layers) == sum(isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) for m in net.modules())
-        raw = [m.parametrizations.weight.original.detach().double() for m in layers]
-        net.train()
-        for _ in range(5):
-            D(G(torch.randn(8, 8)))
-        net.eval()  # read the weights without another power iteration
-        for m, w in zip(layers, raw):
-            assert abs(_sigma(m) - 1.0) < 0.02
-        # the check is not vacuous: the raw weights are far from sigma = 1
-        assert any(abs(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2).item() - 1.0) > 0.2 for w in raw)
+    layers = [m for net in (G, D) for m in net.modules() if parametrize.is_parametrized(m, "weight")]
+    n_weight_layers = sum(isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) for net in (G, D) for m in net.modules())
+    assert layers and len(layers) == n_weight_layers
+    raw = [m.parametrizations.weight.original.detach().double() for m in layers]
+    G.train(), D.train()
+    for _ in range(10):  # one power iteration per layer per training forward pass
+        D(G(torch.randn(8, 8)))
+    G.eval(), D.eval()  # read the weights without another power iteration
+    for m in layers:
+        # u^T W v <= sigma(W), so the normalised weight has sigma >= 1, and ~1 once converged
+        assert 1.0 - 1e-4 < _sigma(m) < 1.1  # worst of 20 seeds: 1.06
+    # the check is not vacuous: raw weights are far from sigma = 1 (DCGAN init: ~0.1-0.3)
+    raw_sigma = [torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2).item() for w in raw]
+    assert max(abs(s - 1.0) for s in raw_sigma) > 0.2
 
 
 # --------------------------------------------------------------------------- maxout

@@ -72,6 +72,26 @@ class LossConfig:
 
 
 @dataclass
+class RemedyConfig:
+    """Mode-collapse and stability remedies of the standard method (all off by default)."""
+
+    minibatch_discrimination: int = 0  # Salimans et al. 2016: number of kernels B in D's minibatch layer; 0: off
+    mbd_dim: int = 5  # minibatch discrimination: kernel dimension C
+    minibatch_std: bool = False  # Karras et al. 2018: append the batch's feature std as a channel in D
+    feature_matching: float = 0.0  # weight of ||E f(x) - E f(G(z))||^2 on D's features in G's loss; 0: off
+    historical_averaging: float = 0.0  # weight of ||theta - mean of past theta||^2 for both nets; 0: off
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0; 0: off
+    instance_noise_steps: int = 0  # steps over which instance noise anneals to 0; 0: all of training
+    pack: int = 1  # PacGAN (Lin et al. 2018): D judges `pack` samples at once; 1: off
+    unrolled_steps: int = 0  # unrolled GAN (Metz et al. 2016): G's loss through k differentiable D updates; 0: off
+    unrolled_lr: float = 1e-4  # unrolled GAN: SGD step size of the surrogate D updates
+    pull_away: float = 0.0  # EBGAN pull-away term weight on G's features (Zhao et al. 2017); 0: off
+    generators: int = 3  # MAD-GAN (method madgan): number of generators k
+    mrgan_lambda1: float = 0.2  # MRGAN (method mrgan): weight of the geometric (reconstruction) term
+    mrgan_lambda2: float = 0.4  # MRGAN (method mrgan): weight of the mode-regularizer term
+
+
+@dataclass
 class OptimConfig:
     name: str = "adam"  # adam | sgd | rmsprop
     lr: float = 2e-4  # learning rate (TTUR: give G and D different ones)
@@ -104,6 +124,7 @@ class TrainConfig:
     grid: int = 64  # images in a sample grid (a square number looks best)
     progress: bool = True  # show a progress bar
     threads: int = 0  # torch CPU threads; 0: torch's default
+    monitor: bool = True  # run the collapse/health monitor and write diagnosis.json
 
 
 @dataclass
@@ -123,6 +144,7 @@ class Experiment:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    remedies: RemedyConfig = field(default_factory=RemedyConfig)
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -35,8 +35,8 @@ def stack_channels(base: Dataset, n: int, generator: torch.Generator, name: str)
         raise DataError(f"{name} needs a grey 10-class base dataset, got {base.name} of shape {base.shape}")
     idx = torch.randint(0, len(base), (n, 3), generator=generator)  # [n, 3]
     x = base.x[idx.reshape(-1), 0].reshape(n, 3, *base.shape[1:])  # [n, 3, H, W]
-    l = base.labels[idx]  # [n, 3]
-    y = 100 * l[:, 0] + 10 * l[:, 1] + l[:, 2]  # [n] in 0..999
+    lab = base.labels[idx]  # [n, 3]
+    y = 100 * lab[:, 0] + 10 * lab[:, 1] + lab[:, 2]  # [n] in 0..999
     return Dataset(name, x, y.to(torch.int64), num_classes=1000)
 
 

@@ -1,0 +1,137 @@
+"""The trunk end to end: dry runs of every recipe, outputs, resume == uninterrupted, load."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ganforge
+from ganforge.config import resolve
+from ganforge.errors import CheckpointError, ConfigError
+from ganforge.training import Interrupted
+
+FAST = ["train.steps=6", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
+        "train.progress=false", "train.batch=16", "data.limit=128", "data.samples=1000"]
+
+
+def tiny(recipe, *extra):
+    cfg = resolve(recipe, FAST + list(extra))
+    # shrink the nets so a dry run takes a second on a CPU
+    if cfg.model.g.name == "dcgan":
+        cfg.model.g.width = cfg.model.d.width = 8
+    else:
+        cfg.model.g.width = cfg.model.d.width = 16
+    return cfg
+
+
+@pytest.mark.parametrize("recipe", ["digits-dcgan", "ring8", "grid25", "fashion-dcgan", "fashion-wgan-gp"])
+def test_dry_run_of_every_recipe_writes_the_run_directory(recipe, tmp_path):
+    from ganforge.data import DATASETS  # noqa: F401
+
+    cfg = tiny(recipe)
+    if cfg.data.name == "fashion-mnist":
+        from ganforge.data import load_dataset
+        from ganforge.errors import DataError
+
+        try:
+            load_dataset(cfg.data)
+        except DataError:
+            pytest.skip("Debian's dataset-fashion-mnist is not installed (CI installs it)")
+    run = ganforge.train(cfg, out=tmp_path / "run")
+    d = run.run_dir
+    for f in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "samples/final.png",
+              "samples/step_0000004.png", "curves.png", "generator.safetensors"):
+        assert (d / f).is_file(), f
+    rows = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    for r in rows:
+        assert np.isfinite(r["loss/d"]) and np.isfinite(r["loss/g"])
+        assert 0 <= r["d/real"] <= 1 and 0 <= r["d/fake"] <= 1
+        assert r["grad/G"] > 0 and r["grad/D"] > 0
+    x = ganforge.load(d).sample(5)
+    assert x.shape[0] == 5 and torch.isfinite(x).all()
+    if x.ndim == 4:
+        assert x.min() >= -1 and x.max() <= 1
+
+
+def _weights(run):
+    return {k: v.clone() for k, v in run.generator.state_dict().items()}
+
+
+@pytest.mark.parametrize("recipe,extra", [("digits-dcgan", []), ("ring8", ["loss.smoothing=0.2", "train.ema=0.9"]),
+                                          ("ring8", ["loss.name=wgan-gp", "optim.n_critic=2", "optim.g.schedule=cosine"])])
+def test_resume_continues_exactly_where_it_stopped(recipe, extra, tmp_path):
+    cfg_args = ["train.steps=10", "train.checkpoint_every=0"] + extra
+    full = ganforge.train(tiny(recipe, *cfg_args), out=tmp_path / "full")
+
+    class StopAt:
+        stop_requested = False
+
+        def on_log(self, trainer, row):
+            if trainer.step == 4:
+                self.stop_requested = True
+
+    with pytest.raises(Interrupted):
+        ganforge.train(tiny(recipe, *cfg_args), out=tmp_path / "cut", callbacks=[StopAt()])
+    resumed = ganforge.train(tiny(recipe, *cfg_args), out=tmp_path / "cut", resume=True)
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows_a = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    rows_b = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "time"} for r in rows]
+    assert strip(rows_a) == strip(rows_b)
+
+
+def test_refuses_to_overwrite_a_different_run(tmp_path):
+    ganforge.train(tiny("ring8"), out=tmp_path / "r")
+    before = (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a different run; pass --resume"):
+        ganforge.train(tiny("ring8", "loss.name=hinge"), out=tmp_path / "r")
+    with pytest.raises(ConfigError, match="was trained with loss.name='ns', not 'hinge'"):
+        ganforge.train(tiny("ring8", "loss.name=hinge"), out=tmp_path / "r", resume=True)
+    assert (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_resume_of_a_finished_run_can_extend_it(tmp_path):
+    ganforge.train(tiny("ring8"), out=tmp_path / "r")
+    run = ganforge.train(tiny("ring8", "train.steps=8"), out=tmp_path / "r", resume=True)
+    rows = run.metrics()
+    assert rows[-1]["step"] == 8
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
+    ganforge.train(tiny("ring8"), out=tmp_path / "r")
+    (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        ganforge.train(tiny("ring8", "train.steps=8"), out=tmp_path / "r", resume=True)
+
+
+def test_checkpoint_holds_no_code(tmp_path):
+    ganforge.train(tiny("digits-dcgan"), out=tmp_path / "r")
+    torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)  # would raise on pickled objects
+
+
+def test_ema_generator_is_what_gets_exported(tmp_path):
+    run = ganforge.train(tiny("ring8", "train.ema=0.5"), out=tmp_path / "r")
+    loaded = ganforge.load(tmp_path / "r")
+    z = torch.randn(7, run.config.model.z_dim)
+    run.generator.eval()
+    assert torch.allclose(run.generator(z), loaded.generator(z))
+
+
+def test_load_without_safetensors_uses_the_checkpoint(tmp_path):
+    run = ganforge.train(tiny("ring8"), out=tmp_path / "r")
+    a = run.sample(9, seed=3)
+    (tmp_path / "r" / "generator.safetensors").unlink()
+    b = ganforge.load(tmp_path / "r").sample(9, seed=3)
+    assert torch.allclose(a, b)
+
+
+def test_same_seed_same_run(tmp_path):
+    a = ganforge.train(tiny("ring8"), out=tmp_path / "a").sample(10)
+    b = ganforge.train(tiny("ring8"), out=tmp_path / "b").sample(10)
+    c = ganforge.train(tiny("ring8", "train.seed=1"), out=tmp_path / "c").sample(10)
+    assert torch.equal(a, b) and not torch.equal(a, c)
