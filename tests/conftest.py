@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-# Two cores on CI: keep torch from oversubscribing when pytest-xdist runs workers.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Two cores on CI shared by two pytest-xdist workers: one torch thread each (oversubscribed
+# threads make small CPU ops 10-100x slower).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

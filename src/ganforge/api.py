@@ -27,9 +27,9 @@ def export_generator(G: torch.nn.Module, cfg: Experiment, shape: tuple[int, ...]
 
 
 def _build_generator(cfg: Experiment, shape: tuple[int, ...]) -> torch.nn.Module:
-    from .nets import build_generator
+    from .methods import build_method_generator  # e.g. MAD-GAN's mixture of k generators
 
-    return build_generator(cfg.model.g, cfg.model.z_dim, shape)
+    return build_method_generator(cfg, shape)
 
 
 def _data_shape(cfg: Experiment, meta: dict) -> tuple[int, ...]:
@@ -130,6 +130,10 @@ def train(
         validate(cfg)
     cfg = check_out_dir(out, cfg, resume)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.train.monitor:  # health / mode-collapse monitor first: it writes diagnosis.json
+        from .diagnostics import Monitor
+
+        callbacks = [Monitor(cfg), *callbacks]
     trainer = Trainer(cfg, out, callbacks=list(callbacks))
     write_text(out / "config.yaml", cfg.to_yaml())
     if resume and trainer.resume() and trainer.step >= cfg.train.steps:

@@ -1,7 +1,9 @@
 """The standard adversarial method: alternate D and G updates on one objective.
 
 WGAN (clipping), WGAN-GP, LSGAN, hinge + spectral norm, label smoothing and flipping are
-all this method with a different ``loss`` config, not methods of their own.
+all this method with a different ``loss`` config, not methods of their own. The
+mode-collapse remedies of ``cfg.remedies`` (remedies.py) plug in here: D's architecture
+and inputs, extra G/D terms, and the unrolled D of methods/unrolled.py.
 """
 
 from __future__ import annotations
@@ -10,16 +12,23 @@ import torch
 
 from ..config import Experiment
 from ..losses import check_options, clip_weights_, get_loss
-from ..nets import build_discriminator, build_generator
+from ..nets import build_generator
 from ..regularizers import REGULARIZERS
+from ..remedies import Remedies
 from .base import METHODS, Context, Method, Phase
+from .unrolled import unrolled_discriminator
 
 
 @METHODS.register("standard")
 def standard(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> Method:
     """Alternating D/G training (Goodfellow et al. 2014) with any adversarial loss."""
+    return build_standard(cfg, shape, device)
+
+
+def build_standard(cfg: Experiment, shape: tuple[int, ...], device: torch.device, method: str = "standard") -> Method:
+    R = Remedies(cfg, method)
     G = build_generator(cfg.model.g, cfg.model.z_dim, shape).to(device)
-    D = build_discriminator(cfg.model.d, shape).to(device)
+    D = R.discriminator(cfg.model.d, shape).to(device)
     adv = get_loss(cfg.loss.name)
     check_options(cfg.loss)
     penalty_name = cfg.loss.penalty or adv.penalty
@@ -29,7 +38,8 @@ def standard(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> M
         real = ctx.real()  # [B, ...]
         with torch.no_grad():
             fake = G(ctx.z(real.shape[0]))
-        real_logits, fake_logits = D(real), D(fake)  # [B], [B]; D sees all-real then all-fake batches
+        real_in, fake_in = R.d_input(real, ctx), R.d_input(fake, ctx)  # noisy, packed
+        real_logits, fake_logits = D(real_in), D(fake_in)  # [B], [B]; D sees all-real then all-fake batches
         loss = adv.d_loss(real_logits, fake_logits, cfg.loss)
         ctx.stats.report("loss/d", loss)
         ctx.stats.report("d/real", torch.sigmoid(real_logits))  # D(x)
@@ -37,20 +47,28 @@ def standard(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> M
         ctx.stats.report("logits/real", real_logits)
         ctx.stats.report("logits/fake", fake_logits)
         if penalty is not None:
-            pen = penalty(D, real, fake)
+            pen = penalty(D, real_in, fake_in)
             ctx.stats.report(f"penalty/{penalty_name}", pen)
             loss = loss + cfg.loss.penalty_weight * pen
-        return loss
+        return loss + R.average_term(ctx, "d")
+
+    def surrogate_d_loss(ctx: Context, f) -> torch.Tensor:
+        """D's adversarial loss for the unrolled copy f; fakes stay attached to G."""
+        real = ctx.real()
+        fake = G(ctx.z(real.shape[0]))
+        return adv.d_loss(f(R.d_input(real, ctx)), f(R.d_input(fake, ctx)), cfg.loss)
 
     def g_loss(ctx: Context) -> torch.Tensor:
-        fake_logits = D(G(ctx.z(cfg.train.batch)))
-        loss = adv.g_loss(fake_logits, cfg.loss)
+        fake_in = R.d_input(G(ctx.z(cfg.train.batch)), ctx)
+        k = cfg.remedies.unrolled_steps
+        Dk = unrolled_discriminator(D, lambda f: surrogate_d_loss(ctx, f), k, cfg.remedies.unrolled_lr) if k else D
+        loss = adv.g_loss(Dk(fake_in), cfg.loss)
         ctx.stats.report("loss/g", loss)
-        return loss
+        return loss + R.g_terms(ctx, D, fake_in)
 
     clip = (lambda ctx: clip_weights_(D, cfg.loss.clip)) if adv.clip else None
     phases = [
         Phase("D", "d", d_loss, repeat=cfg.optim.n_critic, after_step=clip),
         Phase("G", "g", g_loss),
     ]
-    return Method(modules={"g": G, "d": D}, phases=phases)
+    return Method(modules={"g": G, "d": D, **R.averages(g=G, d=D)}, phases=phases)

@@ -1,0 +1,236 @@
+"""Mode-collapse remedies (``cfg.remedies``): formulas, and the :class:`Remedies` bundle that
+the standard, unrolled, MAD-GAN and MRGAN methods plug into their phases.
+
+Where each remedy acts:
+
+- on D's architecture: minibatch discrimination, minibatch std (nets/minibatch.py) and
+  PacGAN packing (D is built for packed inputs) -- :meth:`Remedies.discriminator`;
+- on D's inputs, real and fake alike, in every phase: instance noise, then packing --
+  :meth:`Remedies.d_input`;
+- extra loss terms: historical averaging on D and G (:meth:`Remedies.average_term`),
+  feature matching and the EBGAN pull-away term on G (:meth:`Remedies.g_terms`);
+- unrolled GAN changes which D G's loss is taken against (methods/unrolled.py).
+
+Remedies done elsewhere: label smoothing/flipping (``loss.*``), dropout (``model.*.dropout``),
+spectral norm (``model.*.spectral_norm``), WGAN-GP/DRAGAN/R1/R2 (``loss.penalty``), TTUR
+(``optim.g.lr`` vs ``optim.d.lr``), EMA of G (``train.ema``).
+
+The regularizers in ``loss.penalty`` see D's actual inputs (noisy, packed).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from .config import Experiment, NetConfig
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .methods.base import Context
+
+# remedies that only some methods support: name -> methods that do
+ONLY_FOR = {"unrolled_steps": ("standard", "unrolled")}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_remedies(cfg: Experiment, method: str) -> None:
+    """Range checks of ``cfg.remedies`` and what ``method`` supports; one-line ConfigErrors."""
+    r = cfg.remedies
+    for key in ("minibatch_discrimination", "unrolled_steps", "instance_noise_steps"):
+        if getattr(r, key) < 0:
+            raise ConfigError(f"remedies.{key} must be >= 0 (0: off), got {getattr(r, key)}")
+    for key in ("feature_matching", "historical_averaging", "instance_noise", "pull_away",
+                "mrgan_lambda1", "mrgan_lambda2"):
+        if getattr(r, key) < 0:
+            raise ConfigError(f"remedies.{key} must be >= 0, got {getattr(r, key)}")
+    for key in ("mbd_dim", "pack", "generators"):
+        if getattr(r, key) < 1:
+            raise ConfigError(f"remedies.{key} must be at least 1, got {getattr(r, key)}")
+    if not r.unrolled_lr > 0:
+        raise ConfigError(f"remedies.unrolled_lr must be positive, got {r.unrolled_lr}")
+    if cfg.train.batch % r.pack:
+        raise ConfigError(f"train.batch={cfg.train.batch} must be divisible by remedies.pack={r.pack} "
+                          f"(PacGAN packs {r.pack} samples into one D input)")
+    for key, methods in ONLY_FOR.items():
+        if getattr(r, key) and method not in methods:
+            raise ConfigError(f"remedies.{key} is not supported by method {method!r} (only {', '.join(methods)}); set it to 0")
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def pack(x: Tensor, m: int) -> Tensor:
+    """PacGAN (Lin et al. 2018): [B, C, ...] -> [B/m, m*C, ...] (points: [B, d] -> [B/m, m*d]).
+
+    Pack i holds samples i*m, ..., i*m + m - 1 (consecutive ones), concatenated along the
+    first non-batch dim: channels j*C .. (j+1)*C - 1 of pack i are sample i*m + j.
+    """
+    if m == 1:
+        return x
+    b = x.shape[0]
+    if b % m:
+        raise ConfigError(f"a batch of {b} cannot be packed by remedies.pack={m}; make the batch a multiple of {m}")
+    return x.reshape(b // m, m * x.shape[1], *x.shape[2:])
+
+
+def packed_shape(shape: tuple[int, ...], m: int) -> tuple[int, ...]:
+    """D's input shape under packing: (m*C, H, W) or (m*d,)."""
+    return (m * shape[0],) + tuple(shape[1:])
+
+
+def instance_noise_std(sigma0: float, step: int, total: int) -> float:
+    """Instance noise (Sonderby et al. 2016; Arjovsky & Bottou 2017), linear annealing:
+
+        sigma_t = sigma0 * max(0, 1 - t / T)      # t: 0-based step, T: anneal steps
+    """
+    return sigma0 * max(0.0, 1.0 - step / max(total, 1))
+
+
+def add_instance_noise(x: Tensor, sigma: float) -> Tensor:
+    """x + sigma * eps, eps ~ N(0, I) per element (torch RNG); identity when sigma = 0."""
+    return x + sigma * torch.randn_like(x) if sigma > 0 else x
+
+
+def feature_matching(f_real: Tensor, f_fake: Tensor) -> Tensor:
+    """Feature matching (Salimans et al. 2016): ||E_x f(x) - E_z f(G(z))||_2^2.
+
+    ``f_real`` [N, F], ``f_fake`` [M, F]: batch means of D's features; squared L2 norm
+    (summed over the F features, not averaged).
+    """
+    return (f_real.mean(0) - f_fake.mean(0)).pow(2).sum()
+
+
+def pull_away(s: Tensor) -> Tensor:
+    """EBGAN pull-away term (Zhao et al. 2017) of a batch of features ``s`` [N, F], N >= 2:
+
+        PT(S) = 1 / (N (N - 1)) sum_{i != j} (S_i . S_j / (|S_i| |S_j|))^2
+    """
+    n = s.shape[0]
+    if n < 2:
+        raise ValueError("the pull-away term needs a batch of at least 2 samples")
+    u = s.flatten(1)
+    u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-12)  # S_i / |S_i|
+    cos2 = (u @ u.t()).pow(2)  # [N, N] squared cosine similarities
+    return (cos2.sum() - cos2.diagonal().sum()) / (n * (n - 1))
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class HistoricalAverage(nn.Module):
+    """Historical averaging (Salimans et al. 2016): ||theta - (1/t) sum_{i=1}^t theta[i]||^2.
+
+    Holds, as buffers (so checkpoints keep it), the running mean of a network's parameters
+    over the values passed to :meth:`update_` and the count t. The network itself is not a
+    submodule: pass it to each call.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        for name, p in net.named_parameters():
+            self.register_buffer(_key(name), p.detach().clone())
+
+    @torch.no_grad()
+    def update_(self, net: nn.Module) -> None:
+        """avg <- avg + (theta - avg) / (t + 1); t <- t + 1 (the incremental mean)."""
+        self.count += 1
+        for name, p in net.named_parameters():
+            avg = getattr(self, _key(name))
+            avg.add_((p.detach() - avg) / self.count)
+
+    def penalty(self, net: nn.Module) -> Tensor:
+        """sum over parameters of ||theta - avg||_2^2 (differentiable in theta)."""
+        terms = [(p - getattr(self, _key(name))).pow(2).sum() for name, p in net.named_parameters()]
+        return torch.stack(terms).sum()
+
+
+# --------------------------------------------------------------------------- the bundle
+
+
+class Remedies:
+    """The remedies of ``cfg.remedies`` for one method's phases.
+
+    ``check_remedies`` runs at construction. Typical use in a method builder::
+
+        R = Remedies(cfg, "standard")
+        D = R.discriminator(cfg.model.d, shape).to(device)
+        modules = {"g": G, "d": D, **R.averages(g=G, d=D)}   # historical-average buffers
+        ... D(R.d_input(x, ctx)) ...; loss + R.average_term(ctx, "d"); loss + R.g_terms(ctx, D, fake_in)
+    """
+
+    def __init__(self, cfg: Experiment, method: str):
+        check_remedies(cfg, method)
+        self.cfg = cfg
+        self.r = cfg.remedies
+        self.noise_steps = self.r.instance_noise_steps or cfg.train.steps
+        self._nets: dict[str, nn.Module] = {}
+        self._avgs: dict[str, HistoricalAverage] = {}
+
+    def discriminator(self, net: NetConfig, shape: tuple[int, ...], outputs: int = 1, where: str = "model.d") -> nn.Module:
+        """D for (packed) inputs of ``shape``, with the minibatch layers when on; a new
+        ``outputs``-way head whenever those are on or ``outputs != 1``."""
+        from .nets import build_discriminator
+        from .nets.minibatch import MinibatchDiscriminator
+
+        r = self.r
+        D = build_discriminator(net, packed_shape(tuple(shape), r.pack), where=where)
+        if r.minibatch_discrimination or r.minibatch_std or outputs != 1:
+            D = MinibatchDiscriminator(D, kernels=r.minibatch_discrimination, kernel_dim=r.mbd_dim,
+                                       std=r.minibatch_std, outputs=outputs, spectral_norm=net.spectral_norm)
+        return D
+
+    def averages(self, **nets: nn.Module) -> dict[str, nn.Module]:
+        """Historical-average buffers for each named net (e.g. g=G, d=D), to add to the
+        method's modules under ``avg_<name>``; {} when historical averaging is off."""
+        if not self.r.historical_averaging:
+            return {}
+        self._nets.update(nets)
+        self._avgs.update({k: HistoricalAverage(n) for k, n in nets.items()})
+        return {f"avg_{k}": a for k, a in self._avgs.items()}
+
+    def noise_std(self, step: int) -> float:
+        return instance_noise_std(self.r.instance_noise, step, self.noise_steps)
+
+    def d_input(self, x: Tensor, ctx: Context) -> Tensor:
+        """What D sees of a batch x: instance noise (when on), then PacGAN packing."""
+        if self.r.instance_noise:
+            x = add_instance_noise(x, self.noise_std(ctx.step))
+        return pack(x, self.r.pack)
+
+    def average_term(self, ctx: Context, name: str) -> Tensor | float:
+        """Weighted historical-averaging penalty of net ``name`` after recording its current
+        parameters in the running mean (so the mean includes theta_t); 0 when off."""
+        if name not in self._avgs:
+            return 0.0
+        net, avg = self._nets[name], self._avgs[name]
+        avg.update_(net)
+        pen = avg.penalty(net)
+        ctx.stats.report(f"remedy/hist_avg_{name}", pen)
+        return self.r.historical_averaging * pen
+
+    def g_terms(self, ctx: Context, D: nn.Module, fake_in: Tensor) -> Tensor | float:
+        """G's extra terms on D's features of ``fake_in`` (D's input of a fake batch):
+        feature matching (against a fresh real batch), pull-away, historical averaging of G."""
+        r, out = self.r, self.average_term(ctx, "g")
+        if r.feature_matching or r.pull_away:
+            f_fake = D.features(fake_in)  # [N, F]
+            if r.feature_matching:
+                with torch.no_grad():
+                    f_real = D.features(self.d_input(ctx.real(), ctx))
+                fm = feature_matching(f_real, f_fake)
+                ctx.stats.report("remedy/feature_matching", fm)
+                out = out + r.feature_matching * fm
+            if r.pull_away:
+                pt = pull_away(f_fake)
+                ctx.stats.report("remedy/pull_away", pt)
+                out = out + r.pull_away * pt
+        if r.instance_noise and ctx.log_step:
+            ctx.stats.report("remedy/instance_noise", self.noise_std(ctx.step))
+        return out

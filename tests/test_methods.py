@@ -1,0 +1,290 @@
+"""Methods with remedies: unrolled GAN, MAD-GAN, MRGAN, and dry runs of every remedy."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ganforge
+from ganforge.config import LossConfig, resolve
+from ganforge.losses import bce_d_loss, ns_g_loss
+from ganforge.methods import METHODS, Context, Stats
+from ganforge.methods.madgan import MixtureGenerator, madgan_d_loss, madgan_g_loss, real_log_odds
+from ganforge.methods.mrgan import geometric_term
+from ganforge.methods.unrolled import unrolled_discriminator
+from ganforge.training import Interrupted
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets on a shared 2-core machine: one thread avoids oversubscription stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+FAST = ["train.steps=5", "train.log_every=1", "train.sample_every=0", "train.checkpoint_every=0",
+        "train.progress=false", "train.batch=16", "data.limit=128", "data.samples=1000", "train.threads=1"]
+
+
+def tiny(recipe, *extra):
+    cfg = resolve(recipe, FAST + list(extra))
+    w = 8 if cfg.model.g.name == "dcgan" else 16
+    cfg.model.g.width = cfg.model.d.width = w
+    return cfg
+
+
+# --------------------------------------------------------------------------- unrolled GAN
+
+
+class LinearD(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1).double()
+
+    def forward(self, x):
+        return self.lin(x).reshape(-1)
+
+
+def _unrolled_setup(seed=0):
+    torch.manual_seed(seed)
+    D, G = LinearD(), nn.Linear(1, 2).double()
+    real, z_d, z_g = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    return D, G, real, z_d, z_g
+
+
+def _unrolled_g_loss(D, G, real, z_d, z_g, k, lr):
+    d_loss = lambda f: bce_d_loss(f(real), f(G(z_d)), LossConfig())  # fakes stay attached to G
+    return ns_g_loss(unrolled_discriminator(D, d_loss, k, lr)(G(z_g)), LossConfig())
+
+
+def _manual_unrolled_g_loss(D, G, real, z_d, z_g, k, lr):
+    """Hand-written gradient of the BCE D loss of a linear D, unrolled k SGD steps."""
+    w, b = D.lin.weight.detach().reshape(2), D.lin.bias.detach().reshape(())
+    for _ in range(k):
+        fake = G(z_d)
+        s_r, s_f = torch.sigmoid(-(real @ w + b)), torch.sigmoid(fake @ w + b)
+        # d/dw [mean softplus(-l_r) + mean softplus(l_f)] = mean(-sigma(-l_r) x_r) + mean(sigma(l_f) x_f)
+        g_w = (-s_r[:, None] * real).mean(0) + (s_f[:, None] * fake).mean(0)
+        g_b = (-s_r).mean() + s_f.mean()
+        w, b = w - lr * g_w, b - lr * g_b
+    return F.softplus(-(G(z_g) @ w + b)).mean()
+
+
+def _grads(loss, G):
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(G.parameters()))])
+
+
+def test_unrolled_with_zero_steps_is_the_discriminator_itself():
+    D, G, real, z_d, z_g = _unrolled_setup()
+    assert unrolled_discriminator(D, None, 0, 0.1) is D
+    assert torch.equal(_unrolled_g_loss(D, G, real, z_d, z_g, 0, 0.5), ns_g_loss(D(G(z_g)), LossConfig()))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_unrolled_gradient_matches_manual_double_backprop_and_finite_differences(k):
+    D, G, real, z_d, z_g = _unrolled_setup(k)
+    lr = 0.5
+    before = {n: p.clone() for n, p in D.named_parameters()}
+    got = _grads(_unrolled_g_loss(D, G, real, z_d, z_g, k, lr), G)
+    want = _grads(_manual_unrolled_g_loss(D, G, real, z_d, z_g, k, lr), G)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    # central finite differences of the unrolled loss in G's parameters
+    params, fd, eps = list(G.parameters()), [], 1e-6
+    for p in params:
+        for i in range(p.numel()):
+            vals = []
+            for s in (eps, -eps):
+                with torch.no_grad():
+                    p.view(-1)[i] += s
+                vals.append(_manual_unrolled_g_loss(D, G, real, z_d, z_g, k, lr).item())
+                with torch.no_grad():
+                    p.view(-1)[i] -= s
+            fd.append((vals[0] - vals[1]) / (2 * eps))
+    np.testing.assert_allclose(got.numpy(), fd, rtol=1e-5, atol=1e-8)
+    plain = _grads(_unrolled_g_loss(D, G, real, z_d, z_g, 0, lr), G)
+    assert (got - plain).abs().max() > 1e-3  # looking ahead changes G's gradient
+    for n, p in D.named_parameters():
+        assert torch.equal(p, before[n])  # the real D is not updated by the unroll
+
+
+def test_unrolled_leaves_batchnorm_statistics_of_d_alone():
+    cfg = tiny("ring8", "model.d.norm=batch", "model.d.maxout=0", "remedies.unrolled_steps=2")
+    m = METHODS.get("standard")(cfg, (2,), torch.device("cpu"))
+    D = m.modules["d"]
+    stats = {k: v.clone() for k, v in D.state_dict().items()}
+    ctx = Context(m.modules, cfg, real=lambda: torch.randn(16, 2), z=lambda n: torch.randn(n, 2), stats=Stats())
+    m.phases[1].loss(ctx).backward()
+    changed = [k for k, v in D.state_dict().items() if not torch.equal(v, stats[k])]
+    assert changed == []  # the surrogate runs on cloned buffers: D's running statistics are untouched
+
+
+def _g_phase_loss(cfg, method_name, seed=0):
+    torch.manual_seed(0)
+    m = METHODS.get(method_name)(cfg, (2,), torch.device("cpu"))
+    real = torch.randn(16, 2)
+    ctx = Context(m.modules, cfg, real=lambda: real, z=lambda n: torch.randn(n, 2), stats=Stats())
+    torch.manual_seed(seed)
+    g_phase = next(p for p in m.phases if p.module == "g")
+    return m, ctx, real, g_phase.loss(ctx)
+
+
+def test_standard_g_loss_with_k0_is_the_plain_g_loss_and_k_changes_it():
+    cfg = tiny("ring8")
+    m, ctx, real, loss = _g_phase_loss(cfg, "standard")
+    torch.manual_seed(0)
+    G, D = m.modules["g"], m.modules["d"]
+    assert torch.equal(loss, F.softplus(-D(G(torch.randn(16, 2)))).mean())
+    g0 = _grads(loss, G)
+    mk, _, _, loss_k = _g_phase_loss(tiny("ring8", "remedies.unrolled_steps=2", "remedies.unrolled_lr=0.5"), "unrolled")
+    for a, b in zip(G.parameters(), mk.modules["g"].parameters()):
+        assert torch.equal(a, b)  # same initial nets
+    assert (_grads(loss_k, mk.modules["g"]) - g0).abs().max() > 1e-4
+
+
+def test_method_unrolled_needs_steps():
+    from ganforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unrolled_steps >= 1"):
+        METHODS.get("unrolled")(tiny("ring8"), (2,), torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------- MAD-GAN
+
+
+def _log_softmax(a):
+    a = a - a.max(1, keepdims=True)
+    return a - np.log(np.exp(a).sum(1, keepdims=True))
+
+
+def test_madgan_losses_match_numpy_cross_entropy():
+    r = np.random.default_rng(0)
+    k = 3
+    real = r.normal(size=(5, k + 1))
+    fakes = [r.normal(size=(4, k + 1)) for _ in range(k)]
+    t = lambda a: torch.from_numpy(a)
+    want_d = -_log_softmax(real)[:, k].mean() - sum(_log_softmax(f)[:, i].mean() for i, f in enumerate(fakes))
+    want_g = -sum(_log_softmax(f)[:, k].mean() for f in fakes)  # every G_i wants "real" (class k)
+    assert madgan_d_loss(t(real), [t(f) for f in fakes]).item() == pytest.approx(want_d, rel=1e-12)
+    assert madgan_g_loss([t(f) for f in fakes]).item() == pytest.approx(want_g, rel=1e-12)
+    p = np.exp(_log_softmax(real))
+    np.testing.assert_allclose(real_log_odds(t(real)).numpy(), np.log(p[:, k] / (1 - p[:, k])), rtol=1e-10)
+
+
+class _Const(nn.Module):
+    """A 'generator' that outputs [i, z_1, z_2]."""
+
+    def __init__(self, i):
+        super().__init__()
+        self.i, self.z_dim, self.out_shape = i, 2, (3,)
+
+    def forward(self, z):
+        return torch.cat([torch.full((z.shape[0], 1), float(self.i)), z], 1)
+
+
+def test_mixture_generator_picks_uniformly_and_keeps_z_gaussian():
+    k = 3
+    G = MixtureGenerator([_Const(i) for i in range(k)])
+    z = torch.randn(30000, 2, generator=torch.Generator().manual_seed(0))
+    out = G(z)
+    idx = out[:, 0].long()
+    phi = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in z[:200, 0].tolist()])
+    assert idx[:200].tolist() == np.floor(k * phi).astype(int).tolist()
+    assert torch.allclose(torch.bincount(idx, minlength=k) / len(z), torch.full((k,), 1 / k), atol=0.015)
+    for i in range(k):  # each generator receives z ~ N(0, I)
+        zi = out[idx == i, 1:]
+        assert zi.mean(0).abs().max() < 0.05 and (zi.std(0) - 1).abs().max() < 0.05
+    assert torch.equal(out[:, 2], z[:, 1]) and torch.equal(G(z), out)  # a deterministic function of z
+
+
+# --------------------------------------------------------------------------- MRGAN
+
+
+def test_mrgan_losses_are_adversarial_plus_geometric_plus_mode_terms():
+    x, y = np.random.default_rng(1).normal(size=(2, 4, 3, 2, 2))
+    assert geometric_term(torch.from_numpy(x), torch.from_numpy(y)).item() == pytest.approx(((x - y) ** 2).reshape(4, -1).sum(1).mean())
+    cfg = tiny("ring8", "remedies.mrgan_lambda1=0.3", "remedies.mrgan_lambda2=0.7")
+    m, ctx, real, loss = _g_phase_loss(cfg, "mrgan")
+    G, D, E = m.modules["g"], m.modules["d"], m.modules["e"]
+    torch.manual_seed(0)
+    adv = F.softplus(-D(G(torch.randn(16, 2)))).mean()
+    rec = G(E(real))
+    reg = 0.3 * (real - rec).pow(2).sum(1).mean() + 0.7 * F.softplus(-D(rec)).mean()  # -log D(G(E(x)))
+    torch.testing.assert_close(loss, adv + reg)
+    e_loss = next(p for p in m.phases if p.module == "e").loss(ctx)
+    torch.testing.assert_close(e_loss, reg)
+    assert all(g is not None for g in torch.autograd.grad(e_loss, list(E.parameters())))
+
+
+# --------------------------------------------------------------------------- dry runs
+
+
+def _check_run(run, n=5):
+    rows = [json.loads(l) for l in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    for r in rows:
+        assert np.isfinite(r["loss/d"]) and np.isfinite(r["loss/g"]) and 0 <= r["d/fake"] <= 1
+    x = ganforge.load(run.run_dir).sample(n)
+    assert x.shape[0] == n and torch.isfinite(x).all()
+    return rows
+
+
+@pytest.mark.parametrize("extra", [
+    ["remedies.minibatch_discrimination=4", "remedies.mbd_dim=3"], ["remedies.minibatch_std=true"],
+    ["remedies.feature_matching=1"], ["remedies.historical_averaging=0.1"], ["remedies.instance_noise=0.1"],
+    ["remedies.pack=4"], ["remedies.unrolled_steps=2"], ["remedies.pull_away=0.1"],
+    ["method=madgan"], ["method=mrgan"], ["method=unrolled", "remedies.unrolled_steps=1", "loss.penalty=gp"],
+])
+def test_dry_run_of_each_remedy_on_ring8(extra, tmp_path):
+    rows = _check_run(ganforge.train(tiny("ring8", *extra), out=tmp_path / "r"))
+    key = {"feature_matching": "remedy/feature_matching", "historical": "remedy/hist_avg_d",
+           "pull_away": "remedy/pull_away", "madgan": "madgan/which_acc", "mrgan": "mrgan/geometric_g"}
+    for k, v in key.items():
+        if k in extra[0]:
+            assert v in rows[-1]
+
+
+@pytest.mark.parametrize("extra", [["remedies.pack=2"], ["remedies.minibatch_std=true", "remedies.minibatch_discrimination=3"],
+                                   ["method=madgan", "remedies.generators=2"]])
+def test_dry_run_on_digits_with_a_tiny_dcgan(extra, tmp_path):
+    run = ganforge.train(tiny("digits-dcgan", *extra), out=tmp_path / "r")
+    _check_run(run)
+    x = ganforge.load(run.run_dir).sample(4)
+    assert x.min() >= -1 and x.max() <= 1
+
+
+def test_madgan_run_loads_as_a_mixture_that_samples_like_the_trainer(tmp_path):
+    run = ganforge.train(tiny("ring8", "method=madgan", "remedies.generators=4"), out=tmp_path / "r")
+    loaded = ganforge.load(run.run_dir)
+    assert isinstance(loaded.generator, MixtureGenerator) and len(loaded.generator) == 4
+    assert torch.equal(run.sample(50, seed=3), loaded.sample(50, seed=3))
+    (run.run_dir / "generator.safetensors").unlink()  # the checkpoint path of load() too
+    assert torch.equal(run.sample(50, seed=3), ganforge.load(run.run_dir).sample(50, seed=3))
+
+
+@pytest.mark.parametrize("extra", [["remedies.historical_averaging=0.5", "remedies.instance_noise=0.2"],
+                                   ["method=madgan", "optim.n_critic=2"]])
+def test_resume_equals_uninterrupted(extra, tmp_path):
+    args = ["train.steps=8", "train.log_every=2"] + extra
+    full = ganforge.train(tiny("ring8", *args), out=tmp_path / "full")
+
+    class StopAt:
+        stop_requested = False
+
+        def on_log(self, trainer, row):
+            self.stop_requested = trainer.step == 4
+
+    with pytest.raises(Interrupted):
+        ganforge.train(tiny("ring8", *args), out=tmp_path / "cut", callbacks=[StopAt()])
+    resumed = ganforge.train(tiny("ring8", *args), out=tmp_path / "cut", resume=True)
+    a, b = full.generator.state_dict(), resumed.generator.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda d: [{k: v for k, v in json.loads(r).items() if k != "time"} for r in (d / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "full") == strip(tmp_path / "cut")
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    if "remedies.historical_averaging=0.5" in extra:
+        assert int(ckpt["modules"]["avg_d"]["count"]) == 8 and int(ckpt["modules"]["avg_g"]["count"]) == 8

@@ -1,0 +1,174 @@
+"""Mode-collapse remedies: each formula against an independent float64 reference."""
+
+import numpy as np
+import pytest
+import torch
+
+from ganforge.config import resolve
+from ganforge.errors import ConfigError
+from ganforge.nets import build_discriminator
+from ganforge.nets.minibatch import MinibatchDiscrimination, MinibatchDiscriminator, MinibatchStdDev
+from ganforge.remedies import (HistoricalAverage, Remedies, add_instance_noise, check_remedies, feature_matching,
+                               instance_noise_std, pack, packed_shape, pull_away)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets on a shared 2-core machine: one thread avoids oversubscription stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# --------------------------------------------------------------------------- minibatch layers
+
+
+def test_minibatch_discrimination_matches_a_double_loop():
+    torch.manual_seed(0)
+    A, B, C, N = 6, 4, 3, 7
+    layer = MinibatchDiscrimination(A, B, C).double()
+    f = torch.randn(N, A, dtype=torch.float64)
+    got = layer(f).detach().numpy()
+    T = layer.T.detach().numpy().reshape(A, B, C)
+    M = np.einsum("na,abc->nbc", f.numpy(), T)  # M_i = f_i T
+    want = np.zeros((N, B))
+    for i in range(N):
+        for j in range(N):
+            if j != i:  # the self term exp(0) = 1 is left out
+                want[i] += np.exp(-np.abs(M[i] - M[j]).sum(-1))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert layer(f[:1]).abs().max() == 0  # batch of one: nothing to compare with
+
+
+def test_minibatch_discrimination_separates_a_collapsed_batch():
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(5, 8, 3)
+    same = torch.randn(1, 5).expand(16, 5)
+    diverse = 100 * torch.randn(16, 5)
+    assert torch.allclose(layer(same), torch.full((16, 8), 15.0))  # every c_b = 1
+    assert layer(diverse).mean() < 1.0  # far-apart samples: c_b near 0
+
+
+def test_minibatch_std_matches_numpy():
+    f = rng(1).normal(size=(9, 5)) * np.arange(1, 6)
+    got = MinibatchStdDev()(torch.from_numpy(f))
+    want = np.sqrt(f.var(0) + 1e-8).mean()  # population variance over the batch
+    assert got.shape == (9, 1)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("net,shape", [("mlp", (2,)), ("dcgan", (1, 8, 8))])
+def test_minibatch_discriminator_wraps_any_d(net, shape):
+    cfg = resolve("ring8" if net == "mlp" else "digits-dcgan")
+    cfg.model.d.width, cfg.model.d.maxout = 8, 0
+    base = build_discriminator(cfg.model.d, shape)
+    F = base.features(torch.randn(3, *shape)).shape[1]
+    D = MinibatchDiscriminator(base, kernels=4, kernel_dim=2, std=True)
+    x = torch.randn(5, *shape)
+    f = D.features(x)
+    assert f.shape == (5, F + 4 + 1) and D(x).shape == (5,)
+    assert torch.allclose(f[:, :F], D.base.features(x))  # the wrapped D's features come first
+    assert torch.allclose(D(x), D.head(f).reshape(-1))
+    assert MinibatchDiscriminator(build_discriminator(cfg.model.d, shape), outputs=4)(x).shape == (5, 4)
+
+
+# --------------------------------------------------------------------------- G / D terms
+
+
+def test_feature_matching_value():
+    a, b = rng(2).normal(size=(8, 6)), rng(3).normal(size=(5, 6))
+    got = feature_matching(torch.from_numpy(a), torch.from_numpy(b)).item()
+    assert got == pytest.approx(((a.mean(0) - b.mean(0)) ** 2).sum(), rel=1e-12)
+
+
+def test_pull_away_matches_a_double_loop():
+    s = rng(4).normal(size=(6, 4))
+    got = pull_away(torch.from_numpy(s)).item()
+    n, want = len(s), 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                want += (s[i] @ s[j] / (np.linalg.norm(s[i]) * np.linalg.norm(s[j]))) ** 2
+    assert got == pytest.approx(want / (n * (n - 1)), rel=1e-12)
+    same = torch.ones(4, 3)
+    assert pull_away(same).item() == pytest.approx(1.0)  # collapsed batch: maximal
+
+
+def test_historical_average_is_the_mean_of_past_parameters():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2).double()
+    avg = HistoricalAverage(net)
+    snaps = []
+    for _ in range(4):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        avg.update_(net)
+        snaps.append([p.detach().numpy().copy() for p in net.parameters()])
+    assert int(avg.count) == 4
+    means = [np.mean([s[k] for s in snaps], axis=0) for k in range(2)]
+    np.testing.assert_allclose(avg.weight.numpy(), means[0], rtol=1e-12)
+    np.testing.assert_allclose(avg.bias.numpy(), means[1], rtol=1e-12)
+    want = sum(((p.detach().numpy() - m) ** 2).sum() for p, m in zip(net.parameters(), means))
+    assert avg.penalty(net).item() == pytest.approx(want, rel=1e-12)
+    assert set(avg.state_dict()) == {"count", "weight", "bias"}  # buffers: in every checkpoint
+
+
+def test_instance_noise_schedule():
+    assert [instance_noise_std(0.2, t, 4) for t in (0, 1, 2, 3, 4, 10)] == pytest.approx([0.2, 0.15, 0.1, 0.05, 0, 0])
+    cfg = resolve("ring8", ["remedies.instance_noise=0.5", "train.steps=10"])
+    R = Remedies(cfg, "standard")
+    assert R.noise_std(5) == pytest.approx(0.25)  # instance_noise_steps=0: anneal over train.steps
+    cfg.remedies.instance_noise_steps = 5
+    assert Remedies(cfg, "standard").noise_std(4) == pytest.approx(0.1)
+    x = torch.zeros(20000, 2)
+    torch.manual_seed(1)
+    y = add_instance_noise(x, 0.3)
+    torch.manual_seed(1)
+    assert torch.equal(y, 0.3 * torch.randn(20000, 2))
+    assert add_instance_noise(x, 0.0) is x
+
+
+# --------------------------------------------------------------------------- PacGAN
+
+
+def test_pack_puts_consecutive_samples_together():
+    x = torch.arange(6 * 3 * 2 * 2).reshape(6, 3, 2, 2)  # 6 images of 3 channels
+    p = pack(x, 3)
+    assert p.shape == (2, 9, 2, 2)
+    for i in range(2):
+        for j in range(3):
+            assert torch.equal(p[i, 3 * j:3 * j + 3], x[3 * i + j])  # sample 3i+j at channels 3j..3j+2
+    pts = torch.arange(8 * 2).reshape(8, 2)
+    assert torch.equal(pack(pts, 4), torch.cat([pts[0:4].reshape(1, -1), pts[4:8].reshape(1, -1)]))
+    assert pack(pts, 1) is pts
+    assert packed_shape((3, 8, 8), 2) == (6, 8, 8) and packed_shape((2,), 4) == (8,)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        pack(torch.zeros(6, 2), 4)
+
+
+def test_packed_discriminator_sees_m_samples():
+    cfg = resolve("digits-dcgan", ["remedies.pack=4", "train.batch=16"])
+    cfg.model.d.width = 8
+    D = Remedies(cfg, "standard").discriminator(cfg.model.d, (1, 8, 8))
+    assert D.in_shape == (4, 8, 8)
+    assert D(pack(torch.randn(16, 1, 8, 8), 4)).shape == (4,)
+
+
+@pytest.mark.parametrize("override,match", [
+    (["remedies.pack=3"], "divisible by remedies.pack=3"),
+    (["remedies.pack=0"], "remedies.pack must be at least 1"),
+    (["remedies.feature_matching=-1"], "feature_matching must be >= 0"),
+    (["remedies.unrolled_lr=0"], "unrolled_lr must be positive"),
+    (["remedies.unrolled_steps=2", "method=madgan"], "not supported by method 'madgan'"),
+])
+def test_bad_remedy_settings_are_one_line_errors(override, match):
+    cfg = resolve("ring8", ["train.batch=16"] + override)
+    with pytest.raises(ConfigError, match=match) as e:
+        check_remedies(cfg, cfg.method)
+    assert "\n" not in str(e.value)
