@@ -27,15 +27,15 @@ def image_grid(x: torch.Tensor, nrow: int | None = None, pad: int = 1) -> np.nda
     return img
 
 
-def _upscale(img: np.ndarray, min_side: int = 256) -> Image.Image:
+def _upscale(img: np.ndarray, min_side: int = 512) -> Image.Image:
     pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-    scale = max(1, min_side // max(1, min(pil.size)))
+    scale = max(1, -(-min_side // max(1, min(pil.size))))  # ceil: at least min_side pixels
     if scale > 1:
         pil = pil.resize((pil.size[0] * scale, pil.size[1] * scale), Image.NEAREST)
     return pil
 
 
-def save_image_grid(x: torch.Tensor, path: str | os.PathLike, nrow: int | None = None, min_side: int = 256) -> Path:
+def save_image_grid(x: torch.Tensor, path: str | os.PathLike, nrow: int | None = None, min_side: int = 512) -> Path:
     """Save images as one PNG grid, nearest-upscaled so that small images stay visible."""
     path = Path(path)
     with atomic_path(path) as tmp:

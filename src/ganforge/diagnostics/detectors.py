@@ -1,0 +1,219 @@
+"""Detectors: small pure functions of the logged history that name a training condition.
+
+Two kinds of history feed them:
+
+- **rows**: the log rows of ``metrics.jsonl`` (means over ``train.log_every`` steps of
+  ``loss/d``, ``loss/g``, ``d/real`` = mean sigmoid(D(x)), ``d/fake`` = mean
+  sigmoid(D(G(z))), ``grad/G``, ``grad/D``, ...), oldest first;
+- **checks**: the sample statistics the monitor computes every few rows on a fixed latent
+  set (:func:`sample_statistics`): ``diversity_ratio`` = MPD(fake) / MPD(real) with MPD the
+  mean pairwise distance, and for 2D mixtures the PacGAN/VEEGAN numbers ``modes`` (modes
+  holding at least one sample within 3 std of their centre), ``hq`` (fraction of such
+  samples) and ``hist`` (high-quality samples per mode).
+
+Each detector returns ``None`` or an *evidence* dict of numbers. Thresholds live in one
+:class:`Thresholds` dataclass, documented per field; they were set on the ring8/grid25
+benchmarks so that a healthy run raises nothing (see tests/test_diagnostics.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import median
+from typing import Any
+
+import torch
+
+from ..metrics.diversity import mean_pairwise_distance
+from ..metrics.modes import assign_modes
+
+Row = dict[str, Any]
+Check = dict[str, Any]
+
+# log-row keys that carry training statistics (others, e.g. time and lr/*, are bookkeeping)
+STAT_PREFIXES = ("loss/", "d/", "logits/", "grad/", "penalty/", "monitor/")
+
+
+@dataclass
+class Thresholds:
+    """Named thresholds of the detectors (defaults tuned on ring8/grid25)."""
+
+    patience_logs: int = 4  # consecutive log rows a loss/gradient sign must hold
+    patience_checks: int = 3  # consecutive sample checks a coverage/diversity sign must hold
+    baseline_logs: int = 5  # first log rows that define the "early level" of a statistic
+    warmup: float = 0.05  # fraction of train.steps before sample checks count (G just initialised)
+    d_real_high: float = 0.9  # overpowering: D(x) at least this ...
+    d_fake_low: float = 0.1  # ... and D(G(z)) at most this (also "D wins" for vanishing gradient)
+    grad_ratio: float = 0.1  # vanishing gradient: grad/G below this fraction of its early median
+    explode_factor: float = 100.0  # divergence: |loss| above this many times its early median (floor 1)
+    explode_logs: int = 2  # divergence: consecutive rows a loss must stay exploded
+    diversity_low: float = 0.5  # collapse: MPD(fake) / MPD(real) below this ...
+    recovery: float = 0.1  # ... unless it rose by more than this across the window (still growing)
+    hq_min: float = 0.2  # mode counts are trusted only when this fraction of samples is high quality
+    coverage_low: float = 0.5  # collapse / hopping: covered modes at most this fraction of all modes
+    coverage_fall: float = 0.3  # collapse: lost this fraction of the best coverage seen so far
+    hop_tv: float = 0.5  # hopping: total variation between consecutive mode histograms at least this
+    hop_count: int = 2  # hopping: this many hops within the last patience_checks + 1 checks
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _early(rows: list[Row], key: str, n: int, absolute: bool = False) -> float | None:
+    """Median of ``key`` (or ``|key|``) over the first ``n`` rows that hold a finite value of it."""
+    vals = [abs(r[key]) if absolute else r[key] for r in rows if _finite(r.get(key))][:n]
+    return median(vals) if len(vals) == n else None
+
+
+def _window(rows: list[Row], n: int, *keys: str) -> list[Row] | None:
+    """The last ``n`` rows when each holds finite values of ``keys``; else None."""
+    w = rows[-n:]
+    if len(w) < n or not all(_finite(r.get(k)) for r in w for k in keys):
+        return None
+    return w
+
+
+def _mean(w: list[Row], key: str) -> float:
+    return sum(r[key] for r in w) / len(w)
+
+
+# --------------------------------------------------------------------------- row detectors
+
+
+def detect_divergence(rows: list[Row], th: Thresholds = Thresholds()) -> dict | None:
+    """NaN/inf in any statistic of the last row, or a loss exploded for ``explode_logs`` rows.
+
+    Explosion: ``|loss| > explode_factor * max(1, early median |loss|)``.
+    """
+    if not rows:
+        return None
+    last = rows[-1]
+    bad = sorted(k for k, v in last.items() if k.startswith(STAT_PREFIXES) and isinstance(v, float) and not math.isfinite(v))
+    if bad:
+        return {"nonfinite": bad, "values": [str(last[k]) for k in bad]}
+    for key in ("loss/d", "loss/g"):
+        early = _early(rows, key, th.baseline_logs, absolute=True)
+        w = _window(rows, th.explode_logs, key)
+        if early is None or w is None or len(rows) < th.baseline_logs + th.explode_logs:
+            continue
+        limit = th.explode_factor * max(1.0, early)
+        if all(abs(r[key]) > limit for r in w):
+            return {"loss": key, "value": w[-1][key], "early": early, "limit": limit}
+    return None
+
+
+def detect_discriminator_overpowering(rows: list[Row], th: Thresholds = Thresholds()) -> dict | None:
+    """D(x) >= ``d_real_high`` and D(G(z)) <= ``d_fake_low`` on each of the last ``patience_logs`` rows."""
+    w = _window(rows, th.patience_logs, "d/real", "d/fake")
+    if w is None or not all(r["d/real"] >= th.d_real_high and r["d/fake"] <= th.d_fake_low for r in w):
+        return None
+    ev = {"d_real": _mean(w, "d/real"), "d_fake": _mean(w, "d/fake"), "rows": len(w)}
+    if all(_finite(r.get("loss/d")) for r in w):
+        ev["loss_d"] = _mean(w, "loss/d")
+    return ev
+
+
+def detect_vanishing_generator_gradient(rows: list[Row], th: Thresholds = Thresholds()) -> dict | None:
+    """grad/G below ``grad_ratio`` x its early median while D wins (D(G(z)) <= ``d_fake_low``),
+    on each of the last ``patience_logs`` rows. The saturating loss's signature: the gradient
+    of log(1 - D(G(z))) w.r.t. D's logit is -D(G(z)), which goes to 0 as D wins."""
+    if len(rows) < th.baseline_logs + th.patience_logs:
+        return None
+    early = _early(rows, "grad/G", th.baseline_logs)
+    w = _window(rows, th.patience_logs, "grad/G", "d/fake")
+    if early is None or w is None or early <= 0:
+        return None
+    if not all(r["grad/G"] < th.grad_ratio * early and r["d/fake"] <= th.d_fake_low for r in w):
+        return None
+    return {"grad_g": _mean(w, "grad/G"), "grad_g_early": early, "ratio": _mean(w, "grad/G") / early, "d_fake": _mean(w, "d/fake")}
+
+
+# --------------------------------------------------------------------------- sample checks
+
+
+def sample_statistics(fake: torch.Tensor, real_mpd: float, modes=None, std: float | None = None,
+                      max_pairs: int = 1000) -> Check:
+    """One check's numbers from generated samples ``fake [N, ...]`` (see module doc).
+
+    ``real_mpd``: the data's mean pairwise distance on a sample of the same kind;
+    ``modes [K, d]``/``std``: the mixture's centres for 2D data (else no mode numbers).
+    """
+    fake = fake.detach().float().cpu().reshape(fake.shape[0], -1)  # [N, D]
+    ok = torch.isfinite(fake).all(dim=1)
+    if not bool(ok.all()):
+        return {"diversity_ratio": float("nan"), "nonfinite": float((~ok).float().mean())}
+    mpd = mean_pairwise_distance(fake, max_samples=max_pairs, seed=0)
+    out: Check = {"diversity": mpd, "diversity_ratio": mpd / real_mpd if real_mpd > 0 else float("nan")}
+    if modes is not None:
+        idx, hq = assign_modes(fake, modes, std)  # nearest centre, within 3 std
+        hist = torch.bincount(idx[hq], minlength=len(modes))  # [K]
+        out.update(modes=int((hist > 0).sum()), modes_total=len(modes), hq=float(hq.double().mean()), hist=hist.tolist())
+    return out
+
+
+def _trusted(c: Check, th: Thresholds) -> bool:
+    return "hist" in c and c.get("hq", 0.0) >= th.hq_min
+
+
+def detect_mode_collapse(checks: list[Check], th: Thresholds = Thresholds()) -> dict | None:
+    """Sustained over the last ``patience_checks`` checks, any of:
+
+    - diversity: ``diversity_ratio < diversity_low`` and not recovering (rose by less than
+      ``recovery`` across the window);
+    - low coverage (2D): enough high-quality samples (``hq >= hq_min``) but at most
+      ``coverage_low`` of the modes hold them;
+    - falling coverage (2D): at most ``1 - coverage_fall`` of the best trusted coverage so far.
+    """
+    w = checks[-th.patience_checks:]
+    if len(w) < th.patience_checks:
+        return None
+    ratios = [c.get("diversity_ratio") for c in w]
+    if all(_finite(r) and r < th.diversity_low for r in ratios) and ratios[-1] - ratios[0] < th.recovery:
+        return {"sign": "low diversity", "diversity_ratio": ratios[-1], "window": ratios}
+    if not all(_trusted(c, th) for c in w):
+        return None
+    k, covered = w[-1]["modes_total"], [c["modes"] for c in w]
+    if all(m <= th.coverage_low * k for m in covered):
+        return {"sign": "low coverage", "modes": covered[-1], "modes_total": k, "hq": w[-1]["hq"], "window": covered}
+    peak = max(c["modes"] for c in checks if _trusted(c, th))
+    if all(m <= (1 - th.coverage_fall) * peak for m in covered):
+        return {"sign": "falling coverage", "modes": covered[-1], "peak": peak, "modes_total": k, "window": covered}
+    return None
+
+
+def total_variation(p: list[float], q: list[float]) -> float:
+    """``0.5 * sum |p/|p| - q/|q||`` of two histograms."""
+    sp, sq = sum(p), sum(q)
+    return 0.5 * sum(abs(a / sp - b / sq) for a, b in zip(p, q))
+
+
+def detect_oscillation(checks: list[Check], th: Thresholds = Thresholds()) -> dict | None:
+    """Mode hopping (2D): over the last ``patience_checks + 1`` checks, at least ``hop_count``
+    consecutive pairs whose mode histograms differ by total variation >= ``hop_tv``, while
+    coverage stays at most ``coverage_low`` of the modes (every check trusted, hq >= hq_min)."""
+    w = checks[-(th.patience_checks + 1):]
+    if len(w) < th.patience_checks + 1 or not all(_trusted(c, th) for c in w):
+        return None
+    if not all(c["modes"] <= th.coverage_low * c["modes_total"] for c in w):
+        return None
+    tv = [total_variation(a["hist"], b["hist"]) for a, b in zip(w, w[1:])]
+    hops = sum(t >= th.hop_tv for t in tv)
+    if hops < th.hop_count:
+        return None
+    return {"hops": hops, "tv": tv, "modes": [c["modes"] for c in w], "modes_total": w[-1]["modes_total"]}
+
+
+ROW_DETECTORS = {
+    "divergence": detect_divergence,
+    "discriminator_overpowering": detect_discriminator_overpowering,
+    "vanishing_generator_gradient": detect_vanishing_generator_gradient,
+}
+CHECK_DETECTORS = {
+    "mode_collapse": detect_mode_collapse,
+    "oscillation": detect_oscillation,
+}

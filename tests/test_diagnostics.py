@@ -1,0 +1,311 @@
+"""The health / mode-collapse monitor: detectors on synthetic histories, the callback's
+bookkeeping, and real short runs (a healthy ring8 run raises nothing; a deliberately
+collapsing one is flagged within its first quarter)."""
+
+import io
+import json
+import math
+from contextlib import redirect_stderr
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import ganforge
+from ganforge.config import apply_override, resolve, validate
+from ganforge.diagnostics import (
+    CONDITIONS,
+    Monitor,
+    Thresholds,
+    detect_discriminator_overpowering,
+    detect_divergence,
+    detect_mode_collapse,
+    detect_oscillation,
+    detect_vanishing_generator_gradient,
+    remedies,
+    sample_statistics,
+    summarize,
+)
+from ganforge.metrics import count_modes_2d, mean_pairwise_distance
+from ganforge.report import read_metrics
+from ganforge.training import Interrupted
+
+TH = Thresholds()
+
+
+def rows_of(n, start=0, **vals):
+    """``n`` log rows with the given statistics (values may be callables of the index)."""
+    return [{"step": 10 * (start + i + 1), **{k: v(i) if callable(v) else v for k, v in vals.items()}} for i in range(n)]
+
+
+BALANCED = dict(**{"loss/d": 1.3, "loss/g": 0.8, "d/real": 0.55, "d/fake": 0.45, "grad/G": 0.5, "grad/D": 1.0})
+
+
+def check(step, ratio=1.0, hist=None, hq=0.5):
+    c = {"step": step, "diversity_ratio": ratio}
+    if hist is not None:
+        c.update(hist=hist, modes=sum(h > 0 for h in hist), modes_total=len(hist), hq=hq)
+    return c
+
+
+# --------------------------------------------------------------------------- row detectors
+
+
+def test_nan_or_inf_is_divergence():
+    rows = rows_of(6, **BALANCED)
+    assert detect_divergence(rows) is None
+    ev = detect_divergence(rows + rows_of(1, 6, **{**BALANCED, "loss/g": float("nan"), "grad/G": float("inf")}))
+    assert ev["nonfinite"] == ["grad/G", "loss/g"]
+    # non-finite bookkeeping (lr, time) is not a statistic
+    assert detect_divergence(rows + rows_of(1, 6, **{**BALANCED, "time": float("nan")})) is None
+
+
+def test_exploding_loss_is_divergence_only_when_sustained():
+    rows = rows_of(6, **BALANCED)
+    boom = {**BALANCED, "loss/d": 1e4}
+    assert detect_divergence(rows + rows_of(1, 6, **boom)) is None  # one spike
+    ev = detect_divergence(rows + rows_of(2, 6, **boom))
+    assert ev["loss"] == "loss/d" and ev["limit"] == pytest.approx(100 * 1.3)
+
+
+def test_d_real_to_1_and_d_fake_to_0_is_overpowering():
+    early = rows_of(5, **BALANCED)
+    strong = {**BALANCED, "d/real": 0.98, "d/fake": 0.02, "loss/d": 0.05}
+    assert detect_discriminator_overpowering(early) is None
+    assert detect_discriminator_overpowering(early + rows_of(3, 5, **strong)) is None  # not sustained yet
+    ev = detect_discriminator_overpowering(early + rows_of(4, 5, **strong))
+    assert ev["d_real"] == pytest.approx(0.98) and ev["d_fake"] == pytest.approx(0.02) and ev["loss_d"] == pytest.approx(0.05)
+    # one balanced row inside the window breaks it
+    assert detect_discriminator_overpowering(early + rows_of(2, 5, **strong) + rows_of(1, 7, **BALANCED) + rows_of(1, 8, **strong)) is None
+
+
+def test_vanishing_generator_gradient_needs_d_winning():
+    early = rows_of(5, **BALANCED)  # grad/G early median 0.5
+    tiny_grad = {**BALANCED, "grad/G": 0.004}
+    assert detect_vanishing_generator_gradient(early + rows_of(4, 5, **tiny_grad)) is None  # D not winning
+    ev = detect_vanishing_generator_gradient(early + rows_of(4, 5, **{**tiny_grad, "d/fake": 0.01, "d/real": 0.99}))
+    assert ev["ratio"] == pytest.approx(0.008) and ev["grad_g_early"] == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- sample checks
+
+
+def test_stable_coverage_raises_no_alarm():
+    checks = [check(50 * i, ratio=0.95 + 0.02 * (i % 2), hist=[30 + i % 3] * 8, hq=0.6) for i in range(20)]
+    assert detect_mode_collapse(checks) is None
+    assert detect_oscillation(checks) is None
+
+
+def test_low_diversity_sustained_is_collapse_unless_recovering():
+    assert detect_mode_collapse([check(50, 0.9), check(100, 0.3), check(150, 0.3)]) is None
+    ev = detect_mode_collapse([check(50, 0.3), check(100, 0.25), check(150, 0.2)])
+    assert ev["sign"] == "low diversity" and ev["diversity_ratio"] == pytest.approx(0.2)
+    assert detect_mode_collapse([check(50, 0.1), check(100, 0.25), check(150, 0.4)]) is None  # growing: G spreading out
+
+
+def test_few_modes_with_good_samples_is_collapse():
+    two = [0, 400, 0, 0, 0, 380, 0, 0]
+    ev = detect_mode_collapse([check(50 * i, 0.9, two, hq=0.5) for i in range(3)])
+    assert ev["sign"] == "low coverage" and ev["modes"] == 2 and ev["modes_total"] == 8
+    # the same counts from barely any high-quality samples are not trusted
+    assert detect_mode_collapse([check(50 * i, 0.9, two, hq=0.05) for i in range(3)]) is None
+
+
+def test_falling_coverage_is_collapse():
+    full, fewer = [10] * 25, [10] * 15 + [0] * 10
+    checks = [check(50 * i, 0.9, full) for i in range(4)] + [check(200 + 50 * i, 0.9, fewer) for i in range(3)]
+    ev = detect_mode_collapse(checks)
+    assert ev["sign"] == "falling coverage" and ev["peak"] == 25 and ev["modes"] == 15
+    assert detect_mode_collapse(checks[:-1]) is None
+
+
+def test_mode_hopping_is_oscillation():
+    a, b = [500, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 500, 0, 0, 0, 0]
+    hopping = [check(50 * i, 0.4, a if i % 2 else b) for i in range(4)]
+    ev = detect_oscillation(hopping)
+    assert ev["hops"] == 3 and ev["tv"] == [1.0, 1.0, 1.0]
+    assert detect_oscillation([check(50 * i, 0.4, a) for i in range(4)]) is None
+
+
+def test_sample_statistics_match_the_mode_counting_metric():
+    modes = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    g = torch.Generator().manual_seed(0)
+    real = modes[torch.randint(0, 4, (1000,), generator=g)] + 0.01 * torch.randn(1000, 2, generator=g)
+    fake = modes[torch.randint(0, 2, (500,), generator=g)] + 0.01 * torch.randn(500, 2, generator=g)
+    c = sample_statistics(fake, mean_pairwise_distance(real), modes, 0.01)
+    ref = count_modes_2d(fake, modes, 0.01)
+    assert c["modes"] == ref["modes"] == 2 and c["hq"] == pytest.approx(ref["hq"]) and sum(c["hist"]) == round(ref["hq"] * 500)
+    assert 0.3 < c["diversity_ratio"] < 0.9
+    bad = sample_statistics(torch.full((10, 2), float("nan")), 1.0)
+    assert bad["nonfinite"] == 1.0 and math.isnan(bad["diversity_ratio"])
+
+
+def test_every_remedy_is_a_valid_option():
+    for recipe, extra in (("ring8", ["loss.name=saturating", "optim.n_critic=5"]), ("digits-dcgan", []), ("fashion-wgan-gp", [])):
+        cfg = resolve(recipe, extra)
+        for name in CONDITIONS:
+            rs = remedies(name, cfg)
+            assert rs, (recipe, name)
+            for r in rs:
+                c = resolve(recipe, extra)
+                for assignment in r["option"].split("--set")[1:]:
+                    apply_override(c, assignment.strip())
+                validate(c)
+    sat = remedies("vanishing_generator_gradient", resolve("ring8", ["loss.name=saturating"]))
+    assert sat[0]["option"] == "--set loss.name=ns"
+    assert all("loss.name=ns" not in r["option"] for r in remedies("mode_collapse", resolve("ring8")))
+
+
+# --------------------------------------------------------------------------- the callback
+
+
+def fake_trainer(tmp_path, steps=400):
+    cfg = resolve("ring8", [f"train.steps={steps}", "train.log_every=10", "data.samples=1000"])
+    from ganforge.data import load_dataset
+
+    data = load_dataset(cfg.data, "train", seed=0)
+    g = torch.Generator().manual_seed(1)
+    # a generator stuck on one mode
+    return SimpleNamespace(cfg=cfg, data=data, step=0, device=torch.device("cpu"), run_dir=tmp_path,
+                           sample=lambda z: data.modes[0] + 0.01 * torch.randn(len(z), 2, generator=g))
+
+
+def feed(monitor, trainer, rows):
+    out = []
+    for r in rows:
+        trainer.step = r["step"]
+        out.append({**r, **(monitor.on_log(trainer, dict(r)) or {})})
+    return out
+
+
+def test_monitor_logs_each_condition_once_and_marks_rows(tmp_path):
+    tr = fake_trainer(tmp_path)
+    m = Monitor(tr.cfg, check_every=2)
+    strong = {**BALANCED, "d/real": 0.97, "d/fake": 0.03}
+    err = io.StringIO()
+    with redirect_stderr(err):
+        out = feed(m, tr, rows_of(5, **BALANCED) + rows_of(15, 5, **strong))
+    log = err.getvalue()
+    assert log.count("discriminator_overpowering") == 1 and log.count("mode_collapse") == 1
+    assert "--set" in log
+    alerts = [r.get("monitor/alerts", []) for r in out]
+    assert "discriminator_overpowering" in alerts[-1] and "mode_collapse" in alerts[-1]
+    assert all("monitor/diversity_ratio" in r for r in out[1::2]) and "monitor/modes" in out[1]
+    rec = m.conditions["discriminator_overpowering"]
+    assert rec["step"] == 90 and rec["last_step"] == 200 and rec["count"] == 12  # 4th strong row onwards
+    assert not m.stop_requested
+    d = json.loads((tmp_path / "diagnosis.json").read_text())  # written as soon as a condition appears
+    assert not d["healthy"] and {c["name"] for c in d["conditions"]} == {"discriminator_overpowering", "mode_collapse"}
+
+
+def test_divergence_requests_a_stop_and_writes_the_diagnosis(tmp_path):
+    tr = fake_trainer(tmp_path)
+    m = Monitor(tr.cfg)
+    with redirect_stderr(io.StringIO()) as err:
+        feed(m, tr, rows_of(3, **BALANCED) + rows_of(1, 3, **{**BALANCED, "loss/d": float("nan")}))
+    assert m.stop_requested and "stopping" in err.getvalue()
+    d = json.loads((tmp_path / "diagnosis.json").read_text())
+    assert d["conditions"][0]["name"] == "divergence" and d["conditions"][0]["evidence"]["nonfinite"] == ["loss/d"]
+
+
+def test_a_generator_that_cannot_be_sampled_turns_sample_checks_off(tmp_path):
+    tr = fake_trainer(tmp_path)
+    tr.sample = lambda z: (_ for _ in ()).throw(TypeError("needs an input image"))
+    m = Monitor(tr.cfg, check_every=1)
+    with redirect_stderr(io.StringIO()) as err:
+        out = feed(m, tr, rows_of(3, **BALANCED))
+    assert err.getvalue().count("sample checks off") == 1 and not any("monitor/diversity_ratio" in r for r in out)
+    m.on_end(tr)
+    assert json.loads((tmp_path / "diagnosis.json").read_text())["healthy"]
+
+
+def test_state_dict_round_trip_through_a_safe_checkpoint(tmp_path):
+    tr = fake_trainer(tmp_path)
+    m = Monitor(tr.cfg, check_every=2)
+    strong = {**BALANCED, "d/real": 0.97, "d/fake": float("nan")}
+    with redirect_stderr(io.StringIO()):
+        feed(m, tr, rows_of(5, **BALANCED) + rows_of(45, 5, **{**strong, "d/fake": 0.03}) + rows_of(1, 50, **strong))
+    assert len(m.rows) < 51  # the history is bounded
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    m2 = Monitor(tr.cfg, check_every=2)
+    m2.load_state_dict(torch.load(buf, weights_only=True))
+    assert m2.state_dict() == m.state_dict()
+    assert math.isnan(m2.rows[-1]["d/fake"])
+    assert m2.diagnosis()["conditions"] == m.diagnosis()["conditions"]
+    with redirect_stderr(io.StringIO()) as err:  # known conditions are not announced again
+        feed(m2, tr, rows_of(4, 51, **{**strong, "d/fake": 0.03}))
+    assert "discriminator_overpowering" not in err.getvalue()
+
+
+# --------------------------------------------------------------------------- real runs
+
+SMALL = ["train.progress=false", "train.threads=1", "train.log_every=10", "train.sample_every=0",
+         "train.checkpoint_every=0", "model.g.width=128", "model.d.width=128"]
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def rows_with(run_dir, key):
+    return [r for r in read_metrics(run_dir / "metrics.jsonl") if key in r]
+
+
+def test_healthy_ring8_run_raises_no_alarm(tmp_path, one_thread):
+    # the ring8 recipe with narrower nets and lr 5e-4: covers 7-8 of 8 modes within 800 steps
+    run = ganforge.train("ring8", out=tmp_path / "ok", overrides=SMALL + ["train.steps=800", "optim.g.lr=5e-4", "optim.d.lr=5e-4"])
+    d = json.loads((run.run_dir / "diagnosis.json").read_text())
+    assert d["healthy"] and d["conditions"] == [], d["conditions"]
+    s = d["summary"]
+    assert s["modes"] >= 6 and s["diversity_ratio"] > 0.8 and s["checks"] == 16
+    assert not rows_with(run.run_dir, "monitor/alerts")
+    assert len(rows_with(run.run_dir, "monitor/modes")) == 16
+    assert summarize(run.run_dir)["text"].startswith("healthy")
+
+
+def test_collapsing_run_is_flagged_in_its_first_quarter(tmp_path, one_thread):
+    # saturating loss, D 10x G's lr and 5 D steps per G step, no batch norm in G: G
+    # collapses onto 2 of the 8 modes (checked on the scatter plot)
+    steps = 800
+    collapse = SMALL + [f"train.steps={steps}", "loss.name=saturating", "optim.g.lr=1e-4", "optim.d.lr=1e-3",
+                        "optim.n_critic=5", "model.g.norm=none", "model.g.depth=2", "model.d.depth=2", "model.d.maxout=0"]
+    err = io.StringIO()
+    with redirect_stderr(err):
+        run = ganforge.train("ring8", out=tmp_path / "bad", overrides=collapse)
+    d = summarize(run.run_dir)
+    assert not d["healthy"] and d["source"] == "diagnosis.json"
+    first = {c["name"]: c["step"] for c in d["conditions"]}
+    assert first.get("mode_collapse", steps) <= steps // 4, first
+    assert d["summary"]["modes"] <= 3 and d["summary"]["diversity_ratio"] < 0.5
+    assert err.getvalue().count("ganforge monitor: step") == len(first)
+    assert "mode_collapse" in rows_with(run.run_dir, "monitor/alerts")[-1]["monitor/alerts"]
+    # without diagnosis.json the same verdict comes back from metrics.jsonl
+    (run.run_dir / "diagnosis.json").unlink()
+    again = summarize(run.run_dir)
+    assert again["source"] == "metrics.jsonl" and "mode_collapse" in {c["name"] for c in again["conditions"]}
+
+
+def test_monitor_leaves_training_unchanged_and_handles_images(tmp_path):
+    fast = ["train.steps=8", "train.log_every=1", "train.progress=false", "train.batch=16", "data.limit=128",
+            "model.g.width=8", "model.d.width=8", "train.checkpoint_every=0", "train.sample_every=0"]
+    on = ganforge.train("digits-dcgan", out=tmp_path / "on", overrides=fast)
+    off = ganforge.train("digits-dcgan", out=tmp_path / "off", overrides=fast + ["train.monitor=false"])
+    assert torch.equal(on.sample(4), off.sample(4))
+    assert not (off.run_dir / "diagnosis.json").exists()
+    d = json.loads((on.run_dir / "diagnosis.json").read_text())
+    assert d["summary"]["checks"] == 2 and "diversity_ratio" in d["summary"] and "modes" not in d["summary"]
+
+
+def test_diverging_run_stops_with_a_diagnosis(tmp_path):
+    bad = ["train.steps=60", "train.log_every=5", "train.progress=false", "train.batch=32", "data.samples=1000",
+           "model.g.width=16", "model.d.width=16", "optim.g.name=sgd", "optim.d.name=sgd", "optim.g.lr=1e3", "optim.d.lr=1e3"]
+    with redirect_stderr(io.StringIO()), pytest.raises(Interrupted):
+        ganforge.train("ring8", out=tmp_path / "nan", overrides=bad)
+    d = summarize(tmp_path / "nan")
+    assert [c["name"] for c in d["conditions"]] == ["divergence"] and d["summary"]["step"] < 60
