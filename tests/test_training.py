@@ -135,3 +135,21 @@ def test_same_seed_same_run(tmp_path):
     b = ganforge.train(tiny("ring8"), out=tmp_path / "b").sample(10)
     c = ganforge.train(tiny("ring8", "train.seed=1"), out=tmp_path / "c").sample(10)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_evaluation_during_training_keeps_best_checkpoint(tmp_path):
+    cfg = tiny("ring8", "train.steps=8", "eval.every=4", "eval.metrics=modes", "eval.n=500", "eval.best=rkl")
+    run = ganforge.train(cfg, out=tmp_path / "r")
+    rows = [r for r in run.metrics() if "eval/rkl" in r]
+    assert [r["step"] for r in rows] == [4, 8]
+    for r in rows:
+        assert 0 <= r["eval/modes"] <= 8 and 0 <= r["eval/hq"] <= 1
+    best = min(r["eval/rkl"] for r in rows)
+    assert rows[-1]["eval/best_rkl"] == pytest.approx(best)
+    ckpt = torch.load(tmp_path / "r" / "checkpoints" / "best.pt", weights_only=True)
+    assert ckpt["step"] == [r["step"] for r in rows if r["eval/rkl"] == best][0]
+
+
+def test_eval_every_without_metrics_is_an_error():
+    with pytest.raises(ConfigError, match="eval.metrics is empty"):
+        resolve("ring8", ["eval.every=10"])

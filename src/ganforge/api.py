@@ -134,6 +134,10 @@ def train(
         from .diagnostics import Monitor
 
         callbacks = [Monitor(cfg), *callbacks]
+    if cfg.eval.every:  # metrics during training, best.pt by eval.best
+        from .training.evaluation import Evaluator
+
+        callbacks = [Evaluator(cfg), *callbacks]
     trainer = Trainer(cfg, out, callbacks=list(callbacks))
     write_text(out / "config.yaml", cfg.to_yaml())
     if resume and trainer.resume() and trainer.step >= cfg.train.steps:

@@ -334,6 +334,10 @@ def validate(cfg: Experiment) -> None:
         raise ConfigError(f"train.ema must be in [0, 1), got {t.ema}")
     if cfg.optim.n_critic < 1:
         raise ConfigError(f"optim.n_critic must be at least 1, got {cfg.optim.n_critic}")
+    if cfg.eval.every < 0 or cfg.eval.n < 1:
+        raise ConfigError(f"eval.every must be >= 0 and eval.n >= 1, got {cfg.eval.every} and {cfg.eval.n}")
+    if cfg.eval.every and not cfg.eval.metrics:
+        raise ConfigError("eval.every is set but eval.metrics is empty; add e.g. --set eval.metrics=fid,modes")
     if cfg.model.z_dim < 1:
         raise ConfigError(f"model.z_dim must be at least 1, got {cfg.model.z_dim}")
     L = cfg.loss

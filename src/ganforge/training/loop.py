@@ -214,7 +214,8 @@ class Trainer:
             while self.step < t.steps:
                 step = self.step
                 ctx.step = step
-                ctx.log_step = t.log_every > 0 and ((step + 1) % t.log_every == 0 or step + 1 == t.steps)
+                ctx.log_step = (t.log_every > 0 and ((step + 1) % t.log_every == 0 or step + 1 == t.steps)) or (
+                    self.cfg.eval.every > 0 and (step + 1) % self.cfg.eval.every == 0)
                 for phase in self.method.phases:
                     if step % phase.every:
                         continue
