@@ -51,7 +51,7 @@ def test_every_field_has_a_documented_default():
 def test_overrides_are_typed():
     cfg = resolve("digits-dcgan", ["train.steps=7", "optim.g.lr=1e-3", "loss.name=hinge", "train.ema=0", "eval.metrics=fid,kid", "data.limit=none"])
     assert cfg.train.steps == 7 and isinstance(cfg.train.steps, int)
-    assert cfg.optim.g.lr == 1e-3 and cfg.optim.d.lr == 2e-4
+    assert cfg.optim.g.lr == 1e-3 and cfg.optim.d.lr == 1e-4
     assert cfg.loss.name == "hinge"
     assert cfg.eval.metrics == ["fid", "kid"]
     assert cfg.data.limit is None
