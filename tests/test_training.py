@@ -153,3 +153,32 @@ def test_evaluation_during_training_keeps_best_checkpoint(tmp_path):
 def test_eval_every_without_metrics_is_an_error():
     with pytest.raises(ConfigError, match="eval.metrics is empty"):
         resolve("ring8", ["eval.every=10"])
+
+
+@pytest.mark.parametrize("fast, atol", [(["train.channels_last=true"], 1e-5), (["train.amp=bf16"], 0.05)])
+def test_fast_paths_match_the_plain_path(fast, atol, tmp_path):
+    base = ["train.steps=4", "train.monitor=false"]
+    a = ganforge.train(tiny("digits-dcgan", *base), out=tmp_path / "plain")
+    b = ganforge.train(tiny("digits-dcgan", *base, *fast), out=tmp_path / "fast")
+    ra, rb = a.metrics()[-1], b.metrics()[-1]
+    for k in ("loss/d", "loss/g", "d/real", "d/fake"):
+        assert ra[k] == pytest.approx(rb[k], abs=atol), k
+    z = torch.randn(6, a.config.model.z_dim)
+    assert torch.allclose(a.generator(z), b.generator(z.contiguous()), atol=max(atol, 1e-5) * 4)
+
+
+def test_compiled_path_matches_the_plain_path(tmp_path):
+    base = ["train.steps=3", "train.monitor=false", "model.g.norm=none"]
+    a = ganforge.train(tiny("ring8", *base), out=tmp_path / "plain")
+    b = ganforge.train(tiny("ring8", *base, "train.compile=true"), out=tmp_path / "compiled")
+    z = torch.randn(6, a.config.model.z_dim)
+    assert torch.allclose(a.generator(z), b.generator(z), atol=1e-4)
+    assert a.metrics()[-1]["loss/d"] == pytest.approx(b.metrics()[-1]["loss/d"], abs=1e-4)
+
+
+def test_compile_without_a_compiler_falls_back_to_eager(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning, match="running eagerly"):
+        ganforge.train(tiny("ring8", "train.steps=2", "train.compile=true"), out=tmp_path / "r")

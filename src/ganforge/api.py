@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,34 +116,69 @@ def train(
     from .training.rundir import check_out_dir, default_out, latest_run, read_config
 
     cfg = resolve(config, overrides) if isinstance(config, str) else config
-    if out is None:
-        out = (latest_run(cfg) if resume else None) or default_out(cfg)
-        if resume and not (Path(out) / "config.yaml").is_file():
-            raise CheckpointError(f"no run named {cfg.name} to resume under runs/; pass --out DIR")
-    out = Path(out)
-    if resume and isinstance(config, str) and (out / "config.yaml").is_file():
-        # Resuming by recipe name: the stored config is the truth; the overrides still apply.
-        from .config import apply_override, validate
 
-        cfg = read_config(out)
-        for o in overrides:
-            apply_override(cfg, o)
-        validate(cfg)
-    cfg = check_out_dir(out, cfg, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.train.monitor:  # health / mode-collapse monitor first: it writes diagnosis.json
-        from .diagnostics import Monitor
+    def prepare(cfg: Experiment, out: str | Path | None) -> tuple[Experiment, Path]:
+        if out is None:
+            out = (latest_run(cfg) if resume else None) or default_out(cfg)
+            if resume and not (Path(out) / "config.yaml").is_file():
+                raise CheckpointError(f"no run named {cfg.name} to resume under runs/; pass --out DIR")
+        out = Path(out)
+        if resume and isinstance(config, str) and (out / "config.yaml").is_file():
+            # Resuming by recipe name: the stored config is the truth; the overrides still apply.
+            from .config import apply_override, validate
 
-        callbacks = [Monitor(cfg), *callbacks]
-    if cfg.eval.every:  # metrics during training, best.pt by eval.best
-        from .training.evaluation import Evaluator
+            cfg = read_config(out)
+            for o in overrides:
+                apply_override(cfg, o)
+            validate(cfg)
+        cfg = check_out_dir(out, cfg, resume)
+        out.mkdir(parents=True, exist_ok=True)
+        return cfg, out
 
-        callbacks = [Evaluator(cfg), *callbacks]
-    trainer = Trainer(cfg, out, callbacks=list(callbacks))
-    write_text(out / "config.yaml", cfg.to_yaml())
-    if resume and trainer.resume() and trainer.step >= cfg.train.steps:
-        trainer.finish()  # already complete: re-export outputs only
+    # --- distributed (training/distributed.py): under torchrun (WORLD_SIZE > 1) rank 0 alone
+    # picks and checks the run directory and writes it; the other ranks get its answer.
+    dist = None
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        from .training.distributed import setup
+
+        dist = setup(cfg.train.device)
+    if dist is None:
+        cfg, out = prepare(cfg, out)
     else:
-        trainer.fit()
-    return Run(out, cfg, trainer.generator.eval())
+        try:
+            answer = prepare(cfg, out) if dist.is_main else None
+        except Exception as e:  # every rank raises rank 0's error, none hangs
+            dist.broadcast_object(e)
+            dist.close()
+            raise
+        answer = dist.broadcast_object(answer)
+        if isinstance(answer, Exception):
+            dist.close()
+            raise answer
+        cfg, out = answer
+    try:
+        # --- end distributed
+        if cfg.train.monitor and (dist is None or dist.is_main):  # health / mode-collapse monitor first: it writes diagnosis.json
+            from .diagnostics import Monitor
+
+            callbacks = [Monitor(cfg), *callbacks]
+        if cfg.eval.every and (dist is None or dist.is_main):  # metrics during training, best.pt by eval.best
+            from .training.evaluation import Evaluator
+
+            callbacks = [Evaluator(cfg), *callbacks]
+        if cfg.train.tensorboard and (dist is None or dist.is_main):
+            from .experiments.tensorboard import callbacks_for
+
+            callbacks = [*callbacks, *callbacks_for(cfg)]
+        trainer = Trainer(cfg, out, callbacks=list(callbacks))
+        if trainer.is_main:
+            write_text(out / "config.yaml", cfg.to_yaml())
+        if resume and trainer.resume() and trainer.step >= cfg.train.steps:
+            trainer.finish()  # already complete: re-export outputs only
+        else:
+            trainer.fit()
+        return Run(out, cfg, trainer.generator.eval())
+    finally:
+        if dist is not None:  # --- distributed: destroy the process group at exit
+            dist.close()
 

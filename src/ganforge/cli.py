@@ -20,9 +20,22 @@ EPILOG = """examples:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import os
+
     from .api import train
 
+    if args.seeds > 1:
+        if args.resume:
+            raise GanforgeError("--seeds and --resume cannot be combined; resume each seed-i run with --out")
+        from .experiments.seeds import format_aggregate, run_seeds
+
+        res = run_seeds(args.recipe, args.seeds, out=args.out, overrides=args.set or [])
+        for k, a in res["summary"].items():
+            print(f"{k}: {format_aggregate(a)}")
+        return 0
     run = train(args.recipe, out=args.out, resume=args.resume, overrides=args.set or [])
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     d = run.run_dir
     print(f"run: {d}")
     print(f"  samples: {d / 'samples' / 'final.png'}")
@@ -112,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set train.steps=500 (repeatable; see `ganforge config`)")
     t.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<name>, or -2, -3 ... if taken)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out (default: the latest runs/<name>) from checkpoints/last.pt")
+    t.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train N runs with seeds train.seed, +1, ... under --out and summarise them (mean, std, 95%% bootstrap interval)")
     t.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("sample", help="draw samples from a trained run", description=(
@@ -141,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_parsers(sub)
+    from .commands_experiments import add_parsers as add_experiment_parsers
+
+    add_experiment_parsers(sub)
     return p
 
 

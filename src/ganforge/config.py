@@ -126,7 +126,8 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0: torch's default
     monitor: bool = True  # run the collapse/health monitor and write diagnosis.json
     channels_last: bool = False  # images in channels-last memory format (faster convs on GPUs and oneDNN)
-    amp: str = "none"  # autocast dtype for forward passes: none | bf16 | fp16 (CUDA only)
+    amp: str = "none"  # autocast dtype for forward passes: none | bf16 (no loss scaling needed)
+    tensorboard: bool = False  # also log scalars and sample grids to <run>/tensorboard (pip install tensorboard)
     compile: bool = False  # torch.compile the networks (falls back to eager with a warning if unavailable)
 
 
@@ -335,8 +336,8 @@ def validate(cfg: Experiment) -> None:
             raise ConfigError(f"train.{k} must be >= 0, got {getattr(t, k)}")
     if not 0.0 <= t.ema < 1.0:
         raise ConfigError(f"train.ema must be in [0, 1), got {t.ema}")
-    if t.amp not in ("none", "bf16", "fp16"):
-        raise ConfigError(f"unknown train.amp={t.amp!r}; valid: none, bf16, fp16")
+    if t.amp not in ("none", "bf16"):
+        raise ConfigError(f"unknown train.amp={t.amp!r}; valid: none, bf16")
     if cfg.optim.n_critic < 1:
         raise ConfigError(f"optim.n_critic must be at least 1, got {cfg.optim.n_critic}")
     if cfg.eval.every < 0 or cfg.eval.n < 1:

@@ -59,7 +59,7 @@ class FeatureExtractor:
         """All of ``x`` in batches → (features [N, D] float32 CPU, logits [N, C] float32 CPU or None)."""
         feats, logits = [], []
         it = range(0, x.shape[0], batch)
-        if progress:
+        if progress and self.name != "raw" and len(it) > 1:  # raw features are instant
             from tqdm import tqdm
 
             it = tqdm(it, desc=f"{self.name} features", unit="batch", leave=False)

@@ -67,8 +67,8 @@ def _shift(x: torch.Tensor, generator: torch.Generator, pad: int = 1) -> torch.T
 
 
 def default_epochs(n: int) -> int:
-    """30 epochs for small sets (digits), ~4,000 steps of 128 at most otherwise (5 for 60k)."""
-    return 30 if n < 10_000 else max(2, min(10, math.ceil(300_000 / n)))
+    """20 epochs for small sets (digits), ~4,000 steps of 128 at most otherwise (5 for 60k)."""
+    return 20 if n < 10_000 else max(2, min(10, math.ceil(300_000 / n)))
 
 
 @torch.no_grad()

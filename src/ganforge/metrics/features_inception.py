@@ -26,7 +26,6 @@ import hashlib
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models import inception as tv
 
@@ -157,12 +156,17 @@ def load_fid_inception(weights: str | Path | None = None, download: bool = True)
     path = locate_weights(weights, download)
     sd = read_state_dict(path)
     net = fid_inception_v3()
-    missing, unexpected = net.load_state_dict(sd, strict=False)
-    if missing or unexpected:
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
         raise GanforgeError(
-            f"inception weights {path} do not fit the FID InceptionV3 ({len(missing)} missing keys, e.g. "
-            f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}); use {FID_WEIGHTS_FILE}"
+            f"inception weights {path} do not fit the FID InceptionV3 ({len(missing)} missing keys, "
+            f"{len(unexpected)} unexpected, {len(shapes)} of another shape, e.g. {(missing + unexpected + shapes)[:2]}); "
+            f"use {FID_WEIGHTS_FILE}"
         )
+    net.load_state_dict(sd)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -11,17 +11,20 @@ The chain: features → :func:`gaussian_statistics` (float64) → :func:`frechet
 
 **The trace term.** pytorch-fid / torch-fidelity compute ``scipy.linalg.sqrtm(S_1 @ S_2)``
 (a Schur decomposition of a non-symmetric matrix, ~12 s at d = 2048) and drop the
-imaginary part. Here, with ``S_1 = V diag(w) V^T`` (symmetric eigendecomposition) and
-``A = V diag(sqrt(w))`` so that ``A A^T = S_1``, the matrix ``M = A^T S_2 A`` is symmetric
-PSD and similar to ``S_1 S_2`` up to zero eigenvalues, so
+imaginary part. Here, for any factor ``A`` with ``A A^T = S_1`` (``sqrt(S_1)`` is one), the
+matrix ``M = A^T S_2 A`` is symmetric PSD and has the same non-zero eigenvalues as
+``S_1 S_2 = A (A^T S_2 A) A^{-1}``, so
 
     tr((S_1 S_2)^{1/2}) = sum_i sqrt(lambda_i(M))
 
-which needs two symmetric eigendecompositions (LAPACK ``syevr``) and two matrix products.
+``A`` is the Cholesky factor when ``S_1`` is positive definite (fast), else
+``V diag(sqrt(max(w, 0)))`` from ``S_1 = V diag(w) V^T``; then two matrix products and one
+symmetric eigenvalue solve (LAPACK ``syevr``).
 
 **Singular / ill-conditioned covariances** (fewer samples than dimensions, duplicated or
-constant features): covariances are symmetrised, eigenvalues of ``S_1`` and of ``M`` below
-zero (rounding noise of a PSD matrix) are clamped to 0 before the square root. No ``eps * I``
+constant features): covariances are symmetrised; when Cholesky fails, the eigenvalues of
+``S_1`` below zero (rounding noise of a PSD matrix) are clamped to 0 and their directions
+dropped; eigenvalues of ``M`` below zero are clamped to 0 before the square root. No ``eps * I``
 is added (pytorch-fid adds ``1e-6 I`` only when ``sqrtm`` fails), so the result is the exact
 Frechet distance of the PSD matrices, always finite and real. The final value is clamped at
 0 (it can come out as -1e-12 for identical statistics).
@@ -29,13 +32,15 @@ Frechet distance of the PSD matrices, always finite and real. The final value is
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import torch
 
 from ..errors import GanforgeError
 
-ArrayLike = "np.ndarray | torch.Tensor"
 
 
 def _np64(a) -> np.ndarray:
@@ -109,18 +114,49 @@ def _symmetric(s: np.ndarray) -> np.ndarray:
     return 0.5 * (s + s.T)
 
 
+def _blas_threads(n: int):
+    """Limit BLAS/LAPACK threads (OpenBLAS workers spin-wait: on a loaded 2-core machine two
+    threads made the 2048-d eigendecomposition 10x slower than one)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+LINALG_THREADS = 1
+"""BLAS threads for :func:`trace_sqrt_product` (its LAPACK calls scale poorly anyway)."""
+
+
+def _congruence(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """``M = A^T S_2 A`` for some ``A`` with ``A A^T = S_1``: the Cholesky factor if ``S_1``
+    is positive definite (triangular products, BLAS ``trmm``), else
+    ``V diag(sqrt(max(w, 0)))`` from ``S_1 = V diag(w) V^T`` (zero eigenvalues dropped)."""
+    try:
+        a = scipy.linalg.cholesky(s1, lower=True, check_finite=False)  # [d, d] lower
+    except np.linalg.LinAlgError:
+        w, v = scipy.linalg.eigh(s1, driver="evr", check_finite=False)
+        keep = w > 0
+        a = v[:, keep] * np.sqrt(w[keep])  # [d, r]
+        return a.T @ (s2 @ a)  # [r, r]
+    trmm = scipy.linalg.blas.dtrmm
+    s2a = trmm(1.0, a, s2, side=1, lower=1)  # S_2 A
+    return trmm(1.0, a, s2a, side=0, lower=1, trans_a=1)  # A^T S_2 A
+
+
 def trace_sqrt_product(sigma1, sigma2) -> float:
-    """``tr((S_1 S_2)^{1/2})`` for symmetric PSD ``S_1, S_2`` via two ``eigh`` (see module doc)."""
+    """``tr((S_1 S_2)^{1/2})`` for symmetric PSD ``S_1, S_2`` (see module doc).
+
+    With any ``A`` such that ``A A^T = S_1``, ``M = A^T S_2 A`` is symmetric PSD and has
+    the non-zero eigenvalues of ``S_1 S_2``; the trace is ``sum sqrt(max(lambda(M), 0))``.
+    """
     s1 = _symmetric(_np64(sigma1))
     s2 = _symmetric(_np64(sigma2))
-    w, v = scipy.linalg.eigh(s1, driver="evr", check_finite=False)  # S_1 = V diag(w) V^T
-    w = np.clip(w, 0.0, None)
-    keep = w > 0
-    a = v[:, keep] * np.sqrt(w[keep])  # [d, r], A A^T = S_1
-    m = _symmetric(a.T @ s2 @ a)  # [r, r], eig(M) = eig(S_1 S_2) \ {0}
-    if m.size == 0:
-        return 0.0
-    lam = scipy.linalg.eigh(m, eigvals_only=True, driver="evr", check_finite=False)
+    with _blas_threads(LINALG_THREADS):
+        m = _symmetric(_congruence(s1, s2))  # [r, r]
+        if m.size == 0:
+            return 0.0
+        lam = scipy.linalg.eigh(m, eigvals_only=True, driver="evr", check_finite=False)
     return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
 
 

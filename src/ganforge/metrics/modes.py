@@ -1,7 +1,7 @@
 """Mode counting: 2D mixtures (PacGAN / VEEGAN protocol), labelled and stacked data.
 
-**2D mixtures** (VEEGAN, Srivastava et al. NeurIPS 2017, section 5.1; PacGAN, Lin et al.
-NeurIPS 2018, section 5.1; checked against PacGAN's released ``MetricLogger``): over
+**2D mixtures** (VEEGAN, Srivastava et al., NeurIPS 2017; PacGAN, Lin et al., NeurIPS
+2018; checked against the ``MetricLogger`` of PacGAN's released code): over
 2,500 generated samples, each sample is assigned to its nearest mode centre; it is
 *high quality* if its std-normalised distance to that centre, ``||x - mu|| / std``, is
 below 3. Then

@@ -13,11 +13,20 @@ class DataStream:
     the seed, not on the device; one index tensor per batch goes to the device.
     """
 
-    def __init__(self, x: torch.Tensor, batch: int, seed: int):
+    def __init__(self, x: torch.Tensor, batch: int, seed: int, rank: int = 0, world: int = 1):
         if batch > len(x):
             from ..errors import ConfigError
 
             raise ConfigError(f"train.batch={batch} is larger than the dataset ({len(x)} samples); lower train.batch")
+        # --- distributed (training/distributed.py): rank r of world W takes slice r of each
+        # global batch of W * batch indices; same seed on every rank, so an epoch is shared.
+        if batch * world > len(x):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"train.batch={batch} x {world} processes is larger than the dataset ({len(x)} samples); "
+                              "lower train.batch (it is the per-process batch)")
+        self.rank, self.world = rank, world
+        # --- end distributed
         self.x = x
         self.batch = batch
         self.gen = torch.Generator().manual_seed(seed)
@@ -26,12 +35,14 @@ class DataStream:
         self.epoch = 0
 
     def next(self) -> torch.Tensor:
-        if self.pos + self.batch > len(self.perm):
+        span = self.batch * self.world  # the global batch (= batch in a single process)
+        if self.pos + span > len(self.perm):
             self.perm = torch.randperm(len(self.x), generator=self.gen)
             self.pos = 0
             self.epoch += 1
-        idx = self.perm[self.pos : self.pos + self.batch]
-        self.pos += self.batch
+        start = self.pos + self.rank * self.batch
+        idx = self.perm[start : start + self.batch]
+        self.pos += span
         return self.x[idx.to(self.x.device, non_blocking=True)]
 
     def state_dict(self) -> dict:

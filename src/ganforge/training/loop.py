@@ -9,6 +9,7 @@ on the device and reach the host once per ``train.log_every`` steps.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sys
@@ -43,6 +44,16 @@ def resolve_device(name: str) -> torch.device:
 
         raise ConfigError(f"train.device={name} but no CUDA device is available; use --set train.device=cpu")
     return torch.device(name)
+
+
+def _distributed():
+    """The torchrun process group when ``WORLD_SIZE`` > 1 (training/distributed.py), else None:
+    a single-process run imports nothing distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    from .distributed import setup
+
+    return setup
 
 
 def seed_everything(seed: int) -> None:
@@ -93,25 +104,68 @@ class Trainer:
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
+        # --- distributed: None in a single process; else device cuda:LOCAL_RANK (or cpu)
+        dist_setup = _distributed()
+        self.dist = dist_setup(t.device) if dist_setup is not None else None
+        self.device = resolve_device(t.device) if self.dist is None else self.dist.device
+        # --- end distributed
         seed_everything(t.seed)
         self.data = load_dataset(cfg.data, "train", seed=t.seed)
         self.x = self.data.x.to(self.device)  # the whole training set on the device
         self.method = METHODS.get(cfg.method)(cfg, tuple(self.data.shape), self.device)
         self.modules = self.method.modules
+        self.autocast = self._fast_paths()
         trained = sorted({p.module for p in self.method.phases})
         opt_cfg = {"g": cfg.optim.g, "d": cfg.optim.d}
         self.optims = {k: build_optimizer(opt_cfg.get(k, cfg.optim.d), self.modules[k].parameters()) for k in trained}
         self.scheds = {k: build_scheduler(opt_cfg.get(k, cfg.optim.d), o, t.steps) for k, o in self.optims.items()}
         G = self.modules[self.method.generator]
         self.ema = EMA(G, t.ema) if t.ema > 0 else None
-        self.stream = DataStream(self.x, t.batch, seed=t.seed)
+        self.stream = DataStream(self.x, t.batch, seed=t.seed, **({} if self.dist is None else self.dist.shard()))
         gen = torch.Generator().manual_seed(t.seed + 1)
         self.fixed_z = torch.randn(t.grid or 64, cfg.model.z_dim, generator=gen).to(self.device)
         self.stats = Stats()
         self.step = 0
         self.callbacks = list(callbacks)
         self.elapsed = 0.0
+        if self.dist is not None:  # --- distributed: identical replicas, then per-rank latent seeds
+            self.dist.setup_trainer(self)
+
+    def _fast_paths(self):
+        """Optional speed-ups (train.channels_last / amp / compile); each falls back cleanly.
+
+        Returns the autocast context used around every phase's forward pass."""
+        import contextlib
+        import shutil
+        import warnings
+
+        t = self.cfg.train
+        if t.channels_last and self.x.ndim == 4:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+            for m in self.modules.values():
+                m.to(memory_format=torch.channels_last)
+        if t.compile:
+            if self.device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
+                warnings.warn("train.compile=true needs a C compiler on the CPU; running eagerly", stacklevel=2)
+            else:
+                for m in self.modules.values():
+                    m.compile()  # in place: state_dict keys are unchanged
+        if t.amp == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @property
+    def is_main(self) -> bool:
+        """True in a single process and on rank 0: the only process that writes the run directory."""
+        return self.dist is None or self.dist.is_main
+
+    def checkpoint(self) -> None:
+        """Write checkpoints/last.pt: :meth:`save` in a single process; with torchrun a
+        collective (every rank calls it; rank 0 writes, with every rank's RNG state)."""
+        if self.dist is None:
+            self.save()
+        else:
+            self.dist.checkpoint(self)
 
     # ------------------------------------------------------------------ sampling
     @property
@@ -174,10 +228,14 @@ class Trainer:
         path = self.run_dir / "checkpoints" / "last.pt"
         if not path.is_file():
             return False
-        self.load_state_dict(load_checkpoint(path))
-        log = self.run_dir / "metrics.jsonl"
-        rows = [r for r in read_metrics(log) if r.get("step", 0) <= self.step]
-        write_text(log, "".join(json.dumps(r) + "\n" for r in rows))
+        ckpt = load_checkpoint(path)
+        self.load_state_dict(ckpt)
+        if self.dist is not None:  # --- distributed: this rank's own RNG state
+            self.dist.restore_rng(ckpt, self)
+        if self.is_main:
+            log = self.run_dir / "metrics.jsonl"
+            rows = [r for r in read_metrics(log) if r.get("step", 0) <= self.step]
+            write_text(log, "".join(json.dumps(r) + "\n" for r in rows))
         return True
 
     # ------------------------------------------------------------------ outputs
@@ -207,7 +265,7 @@ class Trainer:
         ctx = Context(modules=self.modules, cfg=self.cfg, real=self.stream.next, z=self.z, stats=self.stats)
         for m in self.modules.values():
             m.train()
-        bar = tqdm(total=t.steps, initial=self.step, disable=not t.progress, desc=self.cfg.name, unit="step",
+        bar = tqdm(total=t.steps, initial=self.step, disable=not (t.progress and self.is_main), desc=self.cfg.name, unit="step",
                    dynamic_ncols=True, file=sys.stderr)
         start = time.perf_counter() - self.elapsed
         with _StopFlag() as stop:
@@ -221,9 +279,12 @@ class Trainer:
                         continue
                     module, opt = self.modules[phase.module], self.optims[phase.module]
                     for _ in range(phase.repeat):
-                        loss = phase.loss(ctx)
+                        with self.autocast:
+                            loss = phase.loss(ctx)
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
+                        if self.dist is not None:  # --- distributed: mean gradient over ranks
+                            self.dist.sync_grads(module)
                         if ctx.log_step:
                             self.stats.report(f"grad/{phase.name}", grad_norm(module))
                         opt.step()
@@ -237,28 +298,39 @@ class Trainer:
                 bar.update(1)
                 self.elapsed = time.perf_counter() - start
                 if ctx.log_step:
-                    row = {"step": self.step, "time": round(self.elapsed, 3), **self.stats.means()}
-                    row.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optims.items()})
-                    self._log(row, bar)
-                if t.sample_every and self.step % t.sample_every == 0 and self.step < t.steps:
+                    means = self.stats.means()
+                    if self.dist is not None:  # --- distributed: means over ranks, logged by rank 0
+                        means = self.dist.mean_stats(means)
+                    if self.is_main:
+                        row = {"step": self.step, "time": round(self.elapsed, 3), **means}
+                        row.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optims.items()})
+                        self._log(row, bar)
+                if t.sample_every and self.step % t.sample_every == 0 and self.step < t.steps and self.is_main:
                     self.write_samples(f"step_{self.step:07d}")
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0 and self.step < t.steps:
-                    self.save()
-                if stop.requested or any(getattr(cb, "stop_requested", False) for cb in self.callbacks):
-                    self.save()
+                    self.checkpoint()
+                stopping = stop.requested or any(getattr(cb, "stop_requested", False) for cb in self.callbacks)
+                if self.dist is not None:  # --- distributed: agreed at log steps only (no per-step sync)
+                    stopping = self.dist.agree_stop(stopping) if ctx.log_step else False
+                if stopping:
+                    self.checkpoint()
                     bar.close()
                     raise Interrupted(self.step, self.run_dir)
         bar.close()
         self.finish()
 
     def finish(self) -> None:
-        """Final checkpoint, sample grid, curves and exported weights."""
-        self.save()
-        self.write_samples("final")
-        plot_curves(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "curves.png", title=self.cfg.name)
-        for cb in self.callbacks:
-            if hasattr(cb, "on_end"):
-                cb.on_end(self)
-        from ..api import export_generator
+        """Final checkpoint, sample grid, curves and exported weights (written by rank 0 alone
+        under torchrun; every rank calls this)."""
+        self.checkpoint()
+        if self.is_main:
+            self.write_samples("final")
+            plot_curves(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "curves.png", title=self.cfg.name)
+            for cb in self.callbacks:
+                if hasattr(cb, "on_end"):
+                    cb.on_end(self)
+            from ..api import export_generator
 
-        export_generator(self.generator, self.cfg, tuple(self.data.shape), self.run_dir / "generator.safetensors")
+            export_generator(self.generator, self.cfg, tuple(self.data.shape), self.run_dir / "generator.safetensors")
+        if self.dist is not None:  # --- distributed: outputs complete before any rank returns
+            self.dist.barrier()

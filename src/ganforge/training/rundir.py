@@ -11,7 +11,7 @@ from ..errors import CheckpointError, ConfigError
 
 # Keys that may differ when a run is resumed (they do not change what is computed).
 RESUMABLE_CHANGES = {"train.steps", "train.progress", "train.log_every", "train.sample_every",
-                     "train.checkpoint_every", "train.device", "train.threads", "eval.every", "eval.metrics",
+                     "train.checkpoint_every", "train.device", "train.threads", "train.tensorboard", "train.monitor", "eval.every", "eval.metrics",
                      "eval.n", "eval.features", "eval.best", "name", "description"}
 
 

@@ -1,0 +1,68 @@
+"""End-to-end check of benchmarks/mode_collapse.py in its --quick (CI-sized) mode."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "mode_collapse.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("mode_collapse_benchmark", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load()
+
+
+def test_configs_resolve(bench):
+    """Every named configuration is a valid config on both 2D datasets (no training)."""
+    from ganforge.config import resolve
+    from ganforge.remedies import check_remedies
+
+    for ds in ("ring8", "grid25"):
+        for c in bench.CONFIGS:
+            recipe, ov = bench.overrides_for(ds, c, None, 1, 0)
+            cfg = resolve(recipe, ov)
+            check_remedies(cfg, cfg.method)
+            assert cfg.data.name == ds and cfg.train.threads == 1 and not cfg.train.monitor
+
+
+def test_mean_se(bench):
+    m, se = bench.mean_se([1.0, 2.0, 3.0])
+    assert m == 2.0 and se == pytest.approx(1 / math.sqrt(3))
+    assert bench.mean_se([5.0]) == (5.0, 0.0)
+
+
+def test_quick_end_to_end(bench, tmp_path):
+    t = time.perf_counter()
+    assert bench.main(["--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert time.perf_counter() - t < 300  # ~30 s of CPU; generous for a shared, loaded CI machine
+    data = json.loads((tmp_path / "results.json").read_text())
+    md = (tmp_path / "results.md").read_text()
+    runs = data["runs"]
+    assert len(runs) == 4  # 2 configs x 2 seeds
+    assert {(r["config"], r["seed"]) for r in runs} == {("baseline", 0), ("baseline", 1), ("pack2", 0), ("pack2", 1)}
+    for r in runs:
+        assert "error" not in r, r.get("error")
+        assert r["dataset"] == "ring8" and r["steps"] == 200 and r["samples"] == 2500
+        assert 0 <= r["modes"] <= 8
+        assert 0.0 <= r["hq"] <= 100.0
+        assert 0.0 <= r["rkl"] <= math.log(8) + 1e-9
+        assert r["train_s"] > 0
+    assert [s["config"] for s in data["summary"]] == ["baseline", "pack2"]
+    for s in data["summary"]:
+        assert s["runs"] == 2 and 0 <= s["modes"]["mean"] <= 8 and s["modes"]["se"] >= 0
+    assert "## ring8" in md and "| baseline |" in md and "| pack2 |" in md and "±" in md
+    assert not (tmp_path / "runs" / "ring8" / "baseline" / "seed0").exists()  # run dirs removed by default
