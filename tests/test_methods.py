@@ -18,14 +18,6 @@ from ganforge.methods.mrgan import geometric_term
 from ganforge.methods.unrolled import unrolled_discriminator
 from ganforge.training import Interrupted
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets on a shared 2-core machine: one thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 FAST = ["train.steps=5", "train.log_every=1", "train.sample_every=0", "train.checkpoint_every=0",
         "train.progress=false", "train.batch=16", "data.limit=128", "data.samples=1000", "train.threads=1",

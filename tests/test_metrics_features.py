@@ -18,13 +18,6 @@ from ganforge.metrics import features_inception as fi
 from ganforge.metrics import reference as refmod
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):

@@ -18,14 +18,6 @@ from ganforge.metrics import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """2 shared cores: one intra-op thread avoids OpenMP spin-waiting under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-300)

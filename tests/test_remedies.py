@@ -12,14 +12,6 @@ from ganforge.remedies import (HistoricalAverage, Remedies, add_instance_noise, 
                                instance_noise_std, pack, packed_shape, pull_away)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets on a shared 2-core machine: one thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def rng(seed=0):
     return np.random.default_rng(seed)
