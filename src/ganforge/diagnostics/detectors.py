@@ -43,6 +43,7 @@ class Thresholds:
     patience_checks: int = 3  # consecutive sample checks a coverage/diversity sign must hold
     baseline_logs: int = 5  # first log rows that define the "early level" of a statistic
     warmup: float = 0.05  # fraction of train.steps before sample checks count (G just initialised)
+    image_warmup: float = 0.25  # the same for images: early image samples are near-identical blobs
     d_real_high: float = 0.9  # overpowering: D(x) at least this ...
     d_fake_low: float = 0.1  # ... and D(G(z)) at most this (also "D wins" for vanishing gradient)
     grad_ratio: float = 0.1  # vanishing gradient: grad/G below this fraction of its early median

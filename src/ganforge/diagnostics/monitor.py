@@ -160,7 +160,9 @@ class Monitor:
             found.update({n: ev for n, f in row_det.items() if (ev := f(self.rows, self.th)) is not None})
         if checked:
             total = cfg.train.steps if cfg is not None else 0
-            checks = [c for c in self.checks if c["step"] >= self.th.warmup * total]
+            images = bool(self.checks) and "modes" not in self.checks[-1]  # no known modes: image data
+            warmup = self.th.image_warmup if images else self.th.warmup
+            checks = [c for c in self.checks if c["step"] >= warmup * total]
             nonfinite = self.checks[-1].get("nonfinite") if self.checks else None
             if nonfinite:
                 found.setdefault("divergence", {"nonfinite_samples": nonfinite})
