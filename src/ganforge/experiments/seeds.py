@@ -6,7 +6,10 @@ recipe's seed + i), measures the objective on each and writes ``OUT/seeds.json``
     {"objective": ..., "direction": ..., "runs": [{"run", "seed", "value", "metrics"}, ...],
      "summary": {key: {"n", "mean", "std", "ci95": [lo, hi]}, ...}}
 
-with one summary entry per numeric metric that every run's eval.json holds. ``std`` is the
+with one summary entry per numeric metric that every run's eval.json holds. Configurations
+that training/ensemble.py supports (standard method, MLP nets: the ring8 / grid25 recipes)
+train their new seeds at once as a vectorised seed ensemble; ``GANFORGE_ENSEMBLE=0`` (or
+``run_seeds(..., ensemble=False)``) trains them one after another instead. ``std`` is the
 sample standard deviation (ddof=1; 0 for one run). The interval is the percentile bootstrap
 of the mean: ``n_boot`` resamples of the N values with replacement, drawn by NumPy's
 ``default_rng(seed)`` (fixed: the same values give the same interval), and the 2.5% and
@@ -126,10 +129,19 @@ def summarize_seeds(run_dirs: Sequence[str | Path], objective: Objective | str |
 
 
 def run_seeds(recipe, n: int, out: str | Path | None = None, overrides: Sequence[str] = (),
-              objective: str | None = None, callbacks: Sequence = (), quiet: bool = False) -> dict:
+              objective: str | None = None, callbacks: Sequence = (), quiet: bool = False,
+              ensemble: bool | None = None) -> dict:
     """Train ``n`` runs of ``recipe`` (a name, YAML path or Experiment) with seeds
     ``seed, seed + 1, ...`` under ``out`` (default ``runs/<name>-seeds``), then
-    :func:`summarize_seeds` into ``out/seeds.json``. Finished seeds are reused (resume)."""
+    :func:`summarize_seeds` into ``out/seeds.json``. Finished seeds are reused (resume).
+
+    ``ensemble``: train the new seeds at once as a vectorised seed ensemble
+    (training/ensemble.py: same initialisation, data order and latents per seed as a
+    sequential run; numbers equal up to floating-point rounding). None (default): the
+    environment variable ``GANFORGE_ENSEMBLE`` (1 / 0) decides, else automatic -- on when the
+    config is supported (standard method, MLP nets, BCE loss, packing as the only remedy),
+    at least two seeds are new and no ``callbacks`` are given. True: require it
+    (ConfigError if unsupported); False: always one run after another."""
     import copy
 
     import ganforge
@@ -142,6 +154,11 @@ def run_seeds(recipe, n: int, out: str | Path | None = None, overrides: Sequence
     validate(base)
     parent = Path(out) if out is not None else default_out(base).with_name(f"{base.name}-seeds")
     dirs = []
+    fresh = [i for i in range(n) if not (parent / f"seed-{i}" / "config.yaml").is_file()]
+    if _use_ensemble(base, ensemble, len(fresh), callbacks):  # the new seeds at once
+        from ..training.ensemble import train_ensemble
+
+        train_ensemble(base, [base.train.seed + i for i in fresh], parent, names=[f"seed-{i}" for i in fresh])
     for i in range(n):
         cfg = copy.deepcopy(base)
         cfg.train.seed = base.train.seed + i
@@ -155,6 +172,27 @@ def run_seeds(recipe, n: int, out: str | Path | None = None, overrides: Sequence
     if objective is None:
         objective = default_objective(data_kind(base)).name
     return summarize_seeds(dirs, objective, out=parent / "seeds.json")
+
+
+def _use_ensemble(cfg, ensemble: bool | None, fresh: int, callbacks: Sequence) -> bool:
+    """Whether :func:`run_seeds` trains its ``fresh`` new seeds as one seed ensemble."""
+    import os
+
+    from ..training.ensemble import check_ensemble, ensemble_unsupported
+
+    if ensemble is None:
+        env = os.environ.get("GANFORGE_ENSEMBLE", "").strip().lower()
+        if env in ("0", "false", "no", "off"):
+            return False
+        ensemble = True if env in ("1", "true", "yes", "on") else None
+    if ensemble:
+        check_ensemble(cfg)
+        if callbacks:
+            raise ConfigError("seed ensembles do not run training callbacks; pass ensemble=False to use them")
+        return fresh >= 1
+    if ensemble is None:
+        return fresh >= 2 and not callbacks and ensemble_unsupported(cfg) is None
+    return False
 
 
 def data_kind(cfg) -> str:

@@ -1,0 +1,561 @@
+"""Seed ensembles: S independent runs of the standard method with MLP nets, trained at once.
+
+For toy sweeps (ring8 / grid25) one seed's step is a chain of small matrix products that
+leaves most of a CPU core idle; S seeds stacked on a leading dimension turn each product
+into one batched product (``torch.bmm`` / ``torch.baddbmm``), so S seeds cost far less
+than S sequential runs. There is no Python loop over models in a training step.
+
+What each seed s gets is what ``ganforge.train`` with ``train.seed = s`` would do:
+
+- **initialisation**: ``seed_everything(s)``, the dataset, then the method's G and D built
+  by the registered ``standard`` builder, exactly in the :class:`~.loop.Trainer`'s order:
+  identical weights; the S models are then stacked (``torch.func.stack_module_state``);
+- **data order**: the seed's own :class:`~.data_stream.DataStream` (seeded with s);
+- **latents**: a private ``torch.Generator`` that starts from the global RNG state the
+  sequential run has after building its nets, drawn in the same order (D's batch, then
+  G's): the same z as the sequential run;
+- **optimiser**: one optimiser of the configured kind over the stacked tensors. Adam, SGD
+  and RMSprop (with their weight decay, an L2 term added to the gradient) act elementwise,
+  so this is the per-seed optimiser; the lr schedule is shared (same factor per step);
+- **loss**: the BCE ``ns`` / ``bce`` (and ``saturating``) losses per seed; the total is
+  the *sum* over seeds, so seed s's gradient is its own loss's gradient;
+- **BatchNorm**: per-seed batch statistics in training mode; the running statistics are
+  stacked buffers updated like ``nn.BatchNorm1d`` (momentum, unbiased variance) on every
+  training-mode G pass -- twice per step, as in the Trainer (its D phase runs G in train
+  mode under ``no_grad``). Sampling uses eval mode (running statistics), as
+  ``Trainer.sample`` and ``ganforge.load`` do, and the exported generator carries them.
+
+The numbers differ from a sequential run only by floating-point rounding (batched vs
+single matrix products), which GAN training amplifies over thousands of steps: seeds are
+equivalent in distribution, identical over a few steps (tests/test_ensemble.py).
+
+Supported: method ``standard``; ``mlp`` G and D (any width/depth/activation, norm batch |
+layer | none, maxout D); losses ns, bce, saturating without label options or penalty;
+remedy ``pack`` only; any optimiser, schedule, n_critic, EMA. Everything else is a one-line
+ConfigError from :func:`check_ensemble` listing what is supported.
+
+Outputs: one ordinary run directory per seed (config.yaml with ``train.seed = s``,
+metrics.jsonl, samples/, curves.png, generator.safetensors, checkpoints/last.pt and, with
+``train.monitor``, diagnosis.json), so ``ganforge eval/report/runs`` and ``ganforge.load``
+work on them, and ``ganforge train --resume --out DIR`` continues one seed sequentially.
+Divergence noticed by the monitor is recorded but does not stop the ensemble (the seeds
+are independent). Checkpoints are written at the end only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..config import Experiment, validate
+from ..errors import ConfigError
+from ..nets.layers import Maxout
+
+SUPPORTED = ("method standard; model.g/d.name mlp (no spectral_norm, dropout 0); loss.name ns|bce|saturating "
+             "without smoothing/real_label/flip/penalty; remedies: pack only; train.amp none, compile false; "
+             "eval.every 0; train.tensorboard false; one process")
+BCE = ("ns", "bce", "saturating")
+ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.ELU, nn.Identity)
+
+
+# --------------------------------------------------------------------------- support
+
+
+def ensemble_unsupported(cfg: Experiment) -> str | None:
+    """Why ``cfg`` cannot be trained as a seed ensemble (one setting), or None when it can."""
+    m, L, r, t = cfg.model, cfg.loss, cfg.remedies, cfg.train
+    if cfg.method != "standard":
+        return f"method={cfg.method!r}"
+    for k, net in (("g", m.g), ("d", m.d)):
+        if net.name != "mlp":
+            return f"model.{k}.name={net.name!r}"
+        if net.spectral_norm:
+            return f"model.{k}.spectral_norm=true"
+        if net.dropout > 0:
+            return f"model.{k}.dropout={net.dropout}"
+    if L.name not in BCE:
+        return f"loss.name={L.name!r}"
+    if L.smoothing or L.flip or L.real_label != 1.0 or L.penalty is not None:
+        return "loss label options or loss.penalty"
+    defaults = type(r)()
+    for key in ("minibatch_discrimination", "minibatch_std", "feature_matching", "historical_averaging",
+                "instance_noise", "unrolled_steps", "pull_away"):
+        if getattr(r, key) != getattr(defaults, key):
+            return f"remedies.{key}={getattr(r, key)!r}"
+    if t.amp != "none" or t.compile:
+        return "train.amp/train.compile"
+    if cfg.eval.every:
+        return "eval.every"
+    if t.tensorboard:
+        return "train.tensorboard"
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return "torchrun (WORLD_SIZE > 1)"
+    return None
+
+
+def check_ensemble(cfg: Experiment) -> None:
+    """One-line ConfigError when ``cfg`` is not supported by :func:`train_ensemble`."""
+    why = ensemble_unsupported(cfg)
+    if why is not None:
+        raise ConfigError(f"seed ensembles do not support {why}; supported: {SUPPORTED}")
+
+
+# --------------------------------------------------------------------------- batched MLPs
+
+
+class _MaxPieces(torch.autograd.Function):
+    """``y.amax(1)`` over the maxout pieces of y [S, pieces, out, N], with a lean backward:
+    the gradient goes to every piece equal to the max (amax's own backward also divides it
+    among exact ties, which costs a count and copies; real-valued pieces practically never tie)."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor) -> Tensor:
+        out = y.amax(1)
+        ctx.save_for_backward(y, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        y, out = ctx.saved_tensors
+        return (y == out.unsqueeze(1)).to(g.dtype).mul_(g.unsqueeze(1))
+
+
+def _piece_major(t: Tensor, out: int, pieces: int) -> Tensor:
+    """Rows of a stacked maxout linear [S, out * pieces, ...] from unit-major (row j * pieces + k,
+    the module's order) to piece-major (row k * out + j), so the max is over an outer dim."""
+    return t.reshape(t.shape[0], out, pieces, *t.shape[2:]).transpose(1, 2).reshape(t.shape)
+
+
+def _unit_major(t: Tensor, out: int, pieces: int) -> Tensor:
+    """Inverse of :func:`_piece_major`."""
+    return t.reshape(t.shape[0], pieces, out, *t.shape[2:]).transpose(1, 2).reshape(t.shape)
+
+
+class StackedNet:
+    """S copies of one MLP generator or discriminator as stacked tensors, run batched.
+
+    ``params`` / ``buffers``: ``{name: [S, ...]}`` as in ``torch.func.stack_module_state``
+    (parameters are leaf tensors that require grad). Inside, activations are feature-major,
+    ``h [S, F, N]`` (seed, feature, sample), so that every layer is one batched op without a
+    copy: ``Linear``: ``h' = W h + b`` as ``baddbmm`` ([S, out, in] x [S, in, N]);
+    ``Maxout``: that, then max over the pieces (its rows stored piece-major, see
+    :meth:`external`); ``BatchNorm1d``: the fused batch-norm kernel
+    on the view ``[1, S*F, N]`` -- channel (s, f) normalised over its N samples, i.e.
+    per-seed batch statistics, with the stacked running statistics updated in place
+    exactly as ``nn.BatchNorm1d`` does (train) or used (eval).
+    """
+
+    def __init__(self, nets: Sequence[nn.Module]):
+        self.template = copy.deepcopy(nets[0]).to("meta")
+        self.params, self.buffers = torch.func.stack_module_state(list(nets))
+        self.S = len(nets)
+        self.maxout: dict[str, tuple[int, int]] = {}  # parameter name -> (out, pieces), stored piece-major
+        for prefix, m in self.template.named_modules():
+            if isinstance(m, Maxout):
+                for key in (f"{prefix}.linear.weight", f"{prefix}.linear.bias"):
+                    if key in self.params:
+                        self.maxout[key] = (m.out_features, m.pieces)
+                        t = _piece_major(self.params[key].detach(), m.out_features, m.pieces)
+                        self.params[key] = t.contiguous().requires_grad_(True)
+        for m in self.template.modules():
+            if not isinstance(m, (nn.Sequential, nn.Linear, Maxout, nn.BatchNorm1d, nn.LayerNorm, *ELEMENTWISE)) \
+                    and m is not self.template:
+                raise ConfigError(f"seed ensembles cannot batch layer {type(m).__name__}; supported: {SUPPORTED}")
+
+    # ------------------------------------------------------------------ layers (h: [S, F, N])
+    def _linear(self, prefix: str, h: Tensor) -> Tensor:
+        w = self.params[prefix + "weight"]  # [S, out, in]
+        b = self.params.get(prefix + "bias")  # [S, out]
+        return torch.bmm(w, h) if b is None else torch.baddbmm(b.unsqueeze(2), w, h)  # [S, out, N]
+
+    def _batch_norm(self, m: nn.BatchNorm1d, prefix: str, h: Tensor, train: bool) -> Tensor:
+        S, C, N = h.shape
+        p, b = self.params, self.buffers
+        rm, rv = b.get(prefix + "running_mean"), b.get(prefix + "running_var")
+        mom = 0.0
+        if train and rm is not None:  # nn.BatchNorm1d's exponential_average_factor
+            b[prefix + "num_batches_tracked"].add_(1)
+            mom = m.momentum if m.momentum is not None else 1.0 / float(b[prefix + "num_batches_tracked"][0])
+        flat = (lambda t: None if t is None else t.reshape(-1))  # [S, C] -> [S*C] (views)
+        y = F.batch_norm(h.reshape(1, S * C, N), flat(rm), flat(rv), flat(p.get(prefix + "weight")),
+                         flat(p.get(prefix + "bias")), train or rm is None, mom, m.eps)
+        return y.reshape(S, C, N)
+
+    def _layer(self, m: nn.Module, prefix: str, h: Tensor, train: bool) -> Tensor:
+        if isinstance(m, nn.Sequential):
+            for name, child in m.named_children():
+                h = self._layer(child, f"{prefix}{name}.", h, train)
+            return h
+        if isinstance(m, nn.Linear):
+            return self._linear(prefix, h)
+        if isinstance(m, Maxout):  # output row j * pieces + k is piece k of unit j
+            y = self._linear(prefix + "linear.", h)  # [S, pieces * out, N] (piece-major rows)
+            return _MaxPieces.apply(y.reshape(y.shape[0], m.pieces, m.out_features, y.shape[-1]))  # [S, out, N]
+        if isinstance(m, nn.BatchNorm1d):
+            return self._batch_norm(m, prefix, h, train)
+        if isinstance(m, nn.LayerNorm):  # over the features of each sample
+            y = F.layer_norm(h.transpose(1, 2), m.normalized_shape, eps=m.eps)  # [S, N, F]
+            if m.elementwise_affine:
+                y = torch.addcmul(self.params[prefix + "bias"].unsqueeze(1), y, self.params[prefix + "weight"].unsqueeze(1))
+            return y.transpose(1, 2)
+        return m(h)  # elementwise activation or Identity
+
+    # ------------------------------------------------------------------ nets
+    def generator(self, z: Tensor, train: bool) -> Tensor:
+        """MLPGenerator: z [S, N, z_dim] -> [S, N, *out_shape]."""
+        G = self.template
+        y = self._linear("out.", self._layer(G.body, "body.", z.transpose(1, 2), train))  # [S, D, N]
+        if G.images:
+            y = torch.tanh(y)
+        return y.transpose(1, 2).reshape(self.S, z.shape[1], *G.out_shape)
+
+    def discriminator(self, x: Tensor) -> Tensor:
+        """MLPDiscriminator: x [S, N, ...] -> logits [S, N]."""
+        h = self._layer(self.template.body, "body.", x.flatten(2).transpose(1, 2), True)  # [S, F, N]
+        return self._linear("head.", h).squeeze(1)
+
+    @property
+    def has_batch_norm(self) -> bool:
+        return any(isinstance(m, nn.BatchNorm1d) for m in self.template.modules())
+
+    def state_dict(self, s: int, source: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Seed s's state dict (parameters from ``source``, e.g. EMA weights, when given)."""
+        p = source if source is not None else self.params
+        return {**{k: self.external(k, v.detach())[s].clone() for k, v in p.items()},
+                **{k: v[s].clone() for k, v in self.buffers.items()}}
+
+    def external(self, name: str, t: Tensor) -> Tensor:
+        """Stacked parameter (or optimiser state) ``name`` in the module's own layout."""
+        return _unit_major(t, *self.maxout[name]) if name in self.maxout else t
+
+    def grad_norms(self, grads: Sequence[Tensor]) -> Tensor:
+        """Per-seed L2 norm over all gradients: [S] (what ``grad_norm(module)`` gives one run)."""
+        return torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+
+
+# --------------------------------------------------------------------------- per-seed state
+
+
+def _optimizer(cfg, params: list[Tensor]) -> torch.optim.Optimizer:
+    """The configured optimiser over stacked tensors; Adam as the fused kernel (one pass per
+    tensor, the same update as the Trainer's Adam up to rounding), else ``build_optimizer``."""
+    from .optim import build_optimizer
+
+    if cfg.name == "adam":
+        try:
+            return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # no fused kernel for this device / dtype
+            pass
+    return build_optimizer(cfg, params)
+
+
+class _SeedStats:
+    """Per-seed running sums ([S] tensors) of the Trainer's statistics, read once per log."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def report(self, name: str, value: Tensor) -> None:  # value: [S]
+        v = value.detach().float()
+        self.sums[name] = self.sums[name] + v if name in self.sums else v.clone()
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self) -> list[dict[str, float]]:
+        names = list(self.sums)
+        vals = torch.stack([self.sums[n] / self.counts[n] for n in names], 1).cpu().tolist()  # [S, K]
+        self.sums.clear()
+        self.counts.clear()
+        return [dict(zip(names, row)) for row in vals]
+
+
+class _SeedView:
+    """What a Trainer callback (the monitor) sees of one seed of the ensemble."""
+
+    def __init__(self, ens: "_Ensemble", s: int):
+        self.ens, self.s = ens, s
+        self.cfg, self.data, self.run_dir = ens.cfgs[s], ens.datasets[s], ens.dirs[s]
+        self.device = ens.device
+
+    @property
+    def step(self) -> int:
+        return self.ens.step
+
+    def sample(self, z: Tensor) -> Tensor:
+        return self.ens.sample(z)[self.s]
+
+
+class _Ensemble:
+    def __init__(self, cfg: Experiment, seeds: Sequence[int], dirs: Sequence[Path]):
+        from ..data import load_dataset
+        from ..methods import METHODS
+        from .data_stream import DataStream
+        from .loop import resolve_device, seed_everything
+        from .optim import build_scheduler
+
+        t = cfg.train
+        self.device = resolve_device(t.device)
+        self.cfgs, self.dirs = [], [Path(d) for d in dirs]
+        self.datasets, self.streams, self.gens, Gs, Ds = [], [], [], [], []
+        for s in seeds:  # set-up only: the Trainer's order, seed by seed
+            c = copy.deepcopy(cfg)
+            c.train.seed = int(s)
+            seed_everything(c.train.seed)
+            data = load_dataset(c.data, "train", seed=c.train.seed)
+            if self.datasets and torch.equal(data.x, self.datasets[0].x):
+                data.x = self.datasets[0].x  # share identical data (e.g. image sets that ignore the seed)
+            method = METHODS.get(c.method)(c, tuple(data.shape), self.device)
+            Gs.append(method.modules["g"])
+            Ds.append(method.modules["d"])
+            gen = torch.Generator(device=self.device)
+            gen.set_state(torch.get_rng_state() if self.device.type == "cpu" else torch.cuda.get_rng_state(self.device))
+            self.gens.append(gen)  # the global RNG as the sequential run has it now: its latents
+            self.streams.append(DataStream(data.x.to(self.device), t.batch, seed=c.train.seed))
+            self.cfgs.append(c)
+            self.datasets.append(data)
+        self.cfg, self.S, self.shape = cfg, len(seeds), tuple(self.datasets[0].shape)
+        self.G, self.D = StackedNet(Gs), StackedNet(Ds)
+        self.g_params, self.d_params = list(self.G.params.values()), list(self.D.params.values())
+        self.opt = {"d": _optimizer(cfg.optim.d, self.d_params), "g": _optimizer(cfg.optim.g, self.g_params)}
+        self.sched = {k: build_scheduler(getattr(cfg.optim, k), o, t.steps) for k, o in self.opt.items()}
+        self.ema = {k: v.detach().clone() for k, v in self.G.params.items()} if t.ema > 0 else None
+        self.stats = _SeedStats()
+        self.step = 0
+        self.elapsed = 0.0
+        self._cache: tuple | None = None
+        self.pack = cfg.remedies.pack
+
+    # ------------------------------------------------------------------ draws
+    def real(self) -> Tensor:
+        return torch.stack([st.next() for st in self.streams])  # [S, B, ...]
+
+    def z(self, n: int) -> Tensor:
+        zd = self.cfg.model.z_dim
+        return torch.stack([torch.randn(n, zd, generator=g, device=self.device) for g in self.gens])  # [S, n, z]
+
+    def packed(self, x: Tensor) -> Tensor:
+        """PacGAN per seed: [S, B, ...] -> [S, B/m, m * C, ...] (remedies.pack)."""
+        m = self.pack
+        return x if m == 1 else x.reshape(x.shape[0], x.shape[1] // m, m * x.shape[2], *x.shape[3:])
+
+    # ------------------------------------------------------------------ phases
+    def d_step(self, log: bool) -> None:
+        real = self.real()
+        with torch.no_grad():
+            fake = self.G.generator(self.z(real.shape[1]), train=True)  # G in train mode, as in the Trainer
+        r_in, f_in = self.packed(real), self.packed(fake)
+        if self.D.has_batch_norm:  # D sees all-real then all-fake batches (its BN statistics per call)
+            lr_, lf = self.D.discriminator(r_in), self.D.discriminator(f_in)
+        else:  # one batched pass over both (no BN: identical up to rounding)
+            lr_, lf = self.D.discriminator(torch.cat([r_in, f_in], 1)).split([r_in.shape[1], f_in.shape[1]], 1)
+        loss = F.softplus(-lr_).mean(1) + F.softplus(lf).mean(1)  # [S]: -log D(x) - log(1 - D(G(z)))
+        grads = torch.autograd.grad(loss.sum(), self.d_params)  # sum over seeds: each seed's own gradient
+        self._apply("d", self.d_params, grads)
+        st = self.stats
+        st.report("loss/d", loss)
+        st.report("d/real", torch.sigmoid(lr_).mean(1))
+        st.report("d/fake", torch.sigmoid(lf).mean(1))
+        st.report("logits/real", lr_.mean(1))
+        st.report("logits/fake", lf.mean(1))
+        if log:
+            st.report("grad/D", self.D.grad_norms(grads))
+
+    def g_step(self, log: bool) -> None:
+        logits = self.D.discriminator(self.packed(self.G.generator(self.z(self.cfg.train.batch), train=True)))  # [S, B/m]
+        if self.cfg.loss.name == "saturating":
+            loss = -F.softplus(logits).mean(1)  # minimise log(1 - D(G(z)))
+        else:
+            loss = F.softplus(-logits).mean(1)  # non-saturating: -log D(G(z))
+        grads = torch.autograd.grad(loss.sum(), self.g_params)  # D's weights get no gradient here
+        self._apply("g", self.g_params, grads)
+        self.stats.report("loss/g", loss)
+        if log:
+            self.stats.report("grad/G", self.G.grad_norms(grads))
+
+    def _apply(self, k: str, params: list[Tensor], grads: Sequence[Tensor]) -> None:
+        for p, g in zip(params, grads):
+            p.grad = g
+        self.opt[k].step()
+        for p in params:
+            p.grad = None
+
+    def train_step(self, log: bool) -> None:
+        for _ in range(self.cfg.optim.n_critic):
+            self.d_step(log)
+        self.g_step(log)
+        if self.ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.ema.values()), [p.detach() for p in self.g_params], 1.0 - self.cfg.train.ema)
+        for sc in self.sched.values():
+            sc.step()
+        self.step += 1
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(self, z: Tensor) -> Tensor:
+        """Every seed's samples of the same z [n, z_dim] in eval mode (EMA weights when on): [S, n, ...]."""
+        if self._cache is not None and self._cache[0] == self.step and self._cache[1] is z:
+            return self._cache[2]
+        params = self.G.params
+        if self.ema is not None:
+            self.G.params = self.ema
+        try:
+            zs = z.to(self.device).unsqueeze(0).expand(self.S, *z.shape)
+            out = torch.cat([self.G.generator(c, train=False) for c in zs.split(1000, dim=1)], 1)
+        finally:
+            self.G.params = params
+        self._cache = (self.step, z, out)  # the monitor's views ask for the same z once per seed
+        return out
+
+    def generator(self, s: int) -> nn.Module:
+        """Seed s's generator as an ordinary module (what the Trainer would export)."""
+        from ..nets import build_generator
+
+        G = build_generator(self.cfg.model.g, self.cfg.model.z_dim, self.shape).to(self.device)
+        G.load_state_dict(self.G.state_dict(s, self.ema))
+        return G.eval()
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _write_samples(ens: _Ensemble, tag: str) -> None:
+    from ..report import save_image_grid, save_scatter
+
+    zd = ens.cfg.model.z_dim
+    if ens.datasets[0].kind == "points":
+        many = ens.sample(torch.randn(2500, zd, generator=torch.Generator().manual_seed(0)))
+        for s, (c, data, d) in enumerate(zip(ens.cfgs, ens.datasets, ens.dirs)):
+            real = data.x[torch.randperm(len(data.x), generator=torch.Generator().manual_seed(0))[:2500]]
+            save_scatter(many[s], d / "samples" / f"{tag}.png", real=real, modes=data.modes, title=f"{c.name} {tag}")
+    else:
+        for s, (c, d) in enumerate(zip(ens.cfgs, ens.dirs)):
+            fixed = torch.randn(c.train.grid or 64, zd, generator=torch.Generator().manual_seed(c.train.seed + 1))
+            save_image_grid(ens.sample(fixed)[s], d / "samples" / f"{tag}.png")
+
+
+def _checkpoint(ens: _Ensemble, s: int, callbacks: list) -> None:
+    """checkpoints/last.pt of seed s in the Trainer's format (``--resume`` continues it)."""
+    from .checkpoint import rng_state, save_checkpoint
+    from .loop import seed_everything
+    from .optim import build_optimizer, build_scheduler
+
+    c = ens.cfgs[s]
+    optims, scheds = {}, {}
+    for k, net in (("d", ens.D), ("g", ens.G)):
+        n_params = len(net.params)
+        o = build_optimizer(getattr(c.optim, k), [torch.zeros(1, requires_grad=True) for _ in range(n_params)])
+        sd = o.state_dict()
+        big = ens.opt[k].state_dict()
+        names = list(net.params)
+        sd["state"] = {i: {n: (v if v.dim() == 0 else net.external(names[i], v)[s]).clone() for n, v in st.items()}
+                       for i, st in big["state"].items()}
+        sd["param_groups"][0].update(lr=big["param_groups"][0]["lr"], initial_lr=big["param_groups"][0].get("initial_lr"))
+        optims[k] = sd
+        scheds[k] = ens.sched[k].state_dict()
+    seed_everything(c.train.seed)  # numpy / python RNG: untouched by training, as in a sequential run
+    rng = rng_state()
+    if ens.device.type == "cpu":
+        rng["torch"] = ens.gens[s].get_state()
+    else:  # the latents came from the device's generator
+        rng["cuda"] = [ens.gens[s].get_state()]
+    state = {
+        "step": ens.step, "elapsed": ens.elapsed,
+        "modules": {"g": ens.G.state_dict(s), "d": ens.D.state_dict(s)},
+        "optims": optims, "scheds": scheds, "stream": ens.streams[s].state_dict(),
+        "fixed_z": torch.randn(c.train.grid or 64, c.model.z_dim, generator=torch.Generator().manual_seed(c.train.seed + 1)),
+        "rng": rng, "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in callbacks],
+    }
+    if ens.ema is not None:
+        state["ema"] = ens.G.state_dict(s, ens.ema)
+    save_checkpoint(ens.dirs[s] / "checkpoints" / "last.pt", state)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def train_ensemble(cfg: Experiment, seeds: Sequence[int], out: str | Path,
+                   names: Sequence[str] | None = None) -> list:
+    """Train one run of ``cfg`` per seed in ``seeds`` at once; returns their :class:`~ganforge.api.Run`\\ s.
+
+    Seed s's run directory is ``out/seed-<s>`` (or ``out/<names[i]>``); each must be new or
+    empty. See the module doc for what is identical to ``ganforge.train`` and what is
+    supported (others: one-line ConfigError).
+    """
+    from ..api import Run, export_generator
+    from ..io import write_text
+    from ..report import plot_curves, read_metrics
+    from .rundir import check_out_dir
+
+    validate(cfg)
+    check_ensemble(cfg)
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"train_ensemble needs distinct seeds, got {seeds}")
+    names = list(names) if names is not None else [f"seed-{s}" for s in seeds]
+    if len(names) != len(seeds):
+        raise ConfigError(f"{len(names)} run names for {len(seeds)} seeds")
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    dirs = [Path(out) / n for n in names]
+    for d, s in zip(dirs, seeds):
+        c = copy.deepcopy(cfg)
+        c.train.seed = s
+        check_out_dir(d, c, resume=False)
+    ens = _Ensemble(cfg, seeds, dirs)
+    callbacks = []
+    for c, d in zip(ens.cfgs, dirs):
+        d.mkdir(parents=True, exist_ok=True)
+        write_text(d / "config.yaml", c.to_yaml())
+        if t.monitor:
+            from ..diagnostics import Monitor
+
+            callbacks.append([Monitor(c)])
+        else:
+            callbacks.append([])
+    views = [_SeedView(ens, i) for i in range(ens.S)]
+    bar = tqdm(total=t.steps, disable=not t.progress, desc=f"{cfg.name} x{ens.S} seeds", unit="step",
+               dynamic_ncols=True, file=sys.stderr)
+    start = time.perf_counter()
+    while ens.step < t.steps:
+        step = ens.step
+        log = t.log_every > 0 and ((step + 1) % t.log_every == 0 or step + 1 == t.steps)
+        ens.train_step(log)
+        bar.update(1)
+        ens.elapsed = time.perf_counter() - start
+        if log:
+            lrs = {f"lr/{k}": o.param_groups[0]["lr"] for k, o in ens.opt.items()}
+            for i, means in enumerate(ens.stats.means()):
+                row = {"step": ens.step, "time": round(ens.elapsed, 3), **means, **lrs}
+                for cb in callbacks[i]:
+                    row.update(cb.on_log(views[i], row) or {})
+                with open(dirs[i] / "metrics.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+        if t.sample_every and ens.step % t.sample_every == 0 and ens.step < t.steps:
+            _write_samples(ens, f"step_{ens.step:07d}")
+    bar.close()
+    runs = []
+    _write_samples(ens, "final")
+    for i, (c, d) in enumerate(zip(ens.cfgs, dirs)):
+        _checkpoint(ens, i, callbacks[i])
+        plot_curves(read_metrics(d / "metrics.jsonl"), d / "curves.png", title=c.name)
+        for cb in callbacks[i]:
+            cb.on_end(views[i])
+        G = ens.generator(i)
+        export_generator(G, c, ens.shape, d / "generator.safetensors")
+        runs.append(Run(d, c, G))
+    return runs
+
+
+__all__ = ["train_ensemble", "check_ensemble", "ensemble_unsupported", "StackedNet", "SUPPORTED"]

@@ -1,0 +1,120 @@
+"""Seed ensembles (training/ensemble.py): each seed equals its sequential run, run dirs load."""
+
+import json
+
+import pytest
+import torch
+
+import ganforge
+from ganforge.config import resolve
+from ganforge.errors import ConfigError
+from ganforge.io import load_torch
+from ganforge.training.ensemble import StackedNet, check_ensemble, train_ensemble
+
+TINY = ["train.steps=4", "train.log_every=1", "train.sample_every=0", "train.checkpoint_every=0",
+        "train.progress=false", "train.batch=16", "data.samples=1000", "model.g.width=16",
+        "model.d.width=12", "train.monitor=false", "train.threads=1"]
+
+
+def tiny(*extra):
+    return resolve("grid25", TINY + list(extra))
+
+
+def close(a: dict, b: dict, atol=2e-5):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].double(), b[k].double(), rtol=1e-4, atol=atol), k
+
+
+@pytest.mark.parametrize("extra", [
+    [],  # the grid25 recipe: G with BatchNorm, PacGAN 2, cosine lr
+    ["optim.n_critic=2", "train.ema=0.9", "optim.g.weight_decay=1e-3", "model.d.norm=batch",
+     "remedies.pack=1", "loss.name=saturating", "optim.d.name=rmsprop"],
+])
+def test_each_seed_matches_its_sequential_trainer_run(tmp_path, extra):
+    cfg = tiny(*extra)
+    seeds = [0, 1, 2] if not extra else [3, 4]
+    runs = train_ensemble(cfg, seeds, tmp_path / "ens")
+    assert [r.config.train.seed for r in runs] == seeds
+    for s, run in zip(seeds, runs):
+        seq = ganforge.train(tiny(*extra, f"train.seed={s}"), out=tmp_path / f"seq-{s}")
+        # G (EMA weights and BN running statistics included), D and the optimiser states
+        close(run.generator.state_dict(), seq.generator.state_dict())
+        a, b = (load_torch(d / "checkpoints" / "last.pt") for d in (run.run_dir, seq.run_dir))
+        close(a["modules"]["d"], b["modules"]["d"])
+        close({str(k): v["exp_avg_sq"] for k, v in a["optims"]["g"]["state"].items() if "exp_avg_sq" in v},
+              {str(k): v["exp_avg_sq"] for k, v in b["optims"]["g"]["state"].items() if "exp_avg_sq" in v}, atol=1e-8)
+        assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])  # the same latents were drawn
+        ra, rb = run.metrics(), seq.metrics()
+        assert [r["step"] for r in ra] == [r["step"] for r in rb] == [1, 2, 3, 4]
+        for x, y in zip(ra, rb):
+            assert x.keys() == y.keys()
+            for k in x:
+                if k != "time":
+                    assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), k
+
+
+def test_run_dirs_load_sample_and_resume_sequentially(tmp_path):
+    const = ["optim.g.schedule=constant", "optim.d.schedule=constant"]  # (cosine's horizon is train.steps)
+    runs = train_ensemble(tiny("train.sample_every=2", *const), [5, 7], tmp_path)
+    for s, run in zip([5, 7], runs):
+        d = tmp_path / f"seed-{s}"
+        assert run.run_dir == d
+        for f in ("config.yaml", "metrics.jsonl", "generator.safetensors", "samples/final.png",
+                  "samples/step_0000002.png", "curves.png", "checkpoints/last.pt"):
+            assert (d / f).is_file(), f
+        loaded = ganforge.load(d)
+        assert loaded.config.train.seed == s
+        x = loaded.sample(10, seed=0)
+        assert x.shape == (10, 2) and torch.isfinite(x).all()
+        assert torch.allclose(x, run.sample(10, seed=0))
+    # the ensemble's checkpoint continues like the sequential run: 4 ensemble + 2 Trainer steps == 6 Trainer steps
+    cont = ganforge.train(tiny("train.steps=6", "train.seed=5", *const), out=tmp_path / "seed-5", resume=True)
+    ref = ganforge.train(tiny("train.steps=6", "train.seed=5", *const), out=tmp_path / "ref")
+    close(cont.generator.state_dict(), ref.generator.state_dict())
+
+
+def test_stacked_net_shapes_and_batch_independence():
+    from ganforge.nets import build_discriminator, build_generator
+
+    cfg = tiny()
+    torch.manual_seed(0)
+    Gs = [build_generator(cfg.model.g, 2, (2,)) for _ in range(3)]
+    Ds = [build_discriminator(cfg.model.d, (4,)) for _ in range(3)]
+    G, D = StackedNet(Gs), StackedNet(Ds)
+    z = torch.randn(3, 8, 2)
+    with torch.no_grad():
+        x = G.generator(z, train=False)  # eval mode: running statistics
+        logits = D.discriminator(x.reshape(3, 4, 4))
+    assert x.shape == (3, 8, 2) and logits.shape == (3, 4)
+    for s in range(3):  # seed s alone, through the ordinary modules
+        assert torch.allclose(x[s], Gs[s].eval()(z[s]), atol=1e-5)
+        assert torch.allclose(logits[s], Ds[s](x[s].reshape(4, 4)), atol=1e-5)
+
+
+@pytest.mark.parametrize("override", ["loss.name=wgan-gp", "method=unrolled", "model.g.name=dcgan",
+                                      "remedies.minibatch_std=true", "loss.smoothing=0.1", "model.d.dropout=0.1"])
+def test_unsupported_configs_are_one_line_config_errors(override, tmp_path):
+    cfg = tiny(override)
+    with pytest.raises(ConfigError, match="seed ensembles do not support .*; supported: method standard") as e:
+        train_ensemble(cfg, [0, 1], tmp_path)
+    assert "\n" not in str(e.value)
+    check_ensemble(tiny())  # the recipe itself is fine
+    with pytest.raises(ConfigError, match="distinct seeds"):
+        train_ensemble(tiny(), [1, 1], tmp_path)
+
+
+def test_run_seeds_trains_new_seeds_as_an_ensemble(tmp_path, monkeypatch):
+    from ganforge.experiments import seeds as seeds_mod
+    from ganforge.training import ensemble
+
+    called = []
+    real = ensemble.train_ensemble
+    monkeypatch.setattr(ensemble, "train_ensemble", lambda *a, **k: called.append(a[1]) or real(*a, **k))
+    res = seeds_mod.run_seeds(tiny("train.monitor=true"), 2, out=tmp_path / "s", quiet=True)
+    assert called == [[0, 1]] and [r["seed"] for r in res["runs"]] == [0, 1]
+    assert (tmp_path / "s" / "seed-1" / "diagnosis.json").is_file()
+    assert json.loads((tmp_path / "s" / "seeds.json").read_text())["summary"]["modes"]["n"] == 2
+    monkeypatch.setenv("GANFORGE_ENSEMBLE", "0")
+    seeds_mod.run_seeds(tiny(), 2, out=tmp_path / "t", quiet=True)
+    assert called == [[0, 1]]  # opted out: sequential
