@@ -1,0 +1,375 @@
+"""Mode-collapse benchmark: ring8 / grid25 (PacGAN protocol) and stacked-digits (1,000 modes).
+
+    /work/venv/bin/python benchmarks/mode_collapse.py --quick                  # CI-sized, < 1 minute
+    /work/venv/bin/python benchmarks/mode_collapse.py --datasets ring8,grid25 --seeds 10 --jobs 2
+    /work/venv/bin/python benchmarks/mode_collapse.py --datasets grid25 --configs recommended --seeds 10
+    /work/venv/bin/python benchmarks/mode_collapse.py --datasets stacked-digits --configs baseline,pack4 --seeds 3
+    /work/venv/bin/python benchmarks/mode_collapse.py --list                   # the named configurations
+
+Protocol (PacGAN, Lin et al. 2018, section 5.1; VEEGAN, Srivastava et al. 2017): after
+training, 2,500 samples are drawn; each is assigned to its nearest mode centre and is *high
+quality* when within 3 std of it. Reported: modes covered (a mode counts when it has at least
+one high-quality sample), the high-quality fraction (%), and the reverse KL between the
+histogram of high-quality samples over the modes and the uniform data distribution
+(``ganforge.metrics.count_modes_2d``). stacked-digits: 26,000 samples, each channel classified
+by ganforge's digits classifier (``ganforge.metrics`` ``classifier`` extractor), label
+``100a + 10b + c``; reported: modes (classes) covered of 1,000 and KL to uniform.
+
+Each configuration is a list of ``section.key=value`` overrides. For the 2D data every
+configuration except ``recommended`` starts from the *plain* PacGAN setup (the dataset's
+recipe with the recommended-only settings -- packing, EMA, the cosine schedule, its learning
+rate and step count -- reset to the plain GAN's, see :data:`PLAIN`), so remedies are compared
+against the same baseline; ``recommended`` is the shipped recipe (``ring8.yaml`` /
+``grid25.yaml``) unchanged. Results: ``OUT/results.json`` (every run: config, overrides, seed,
+numbers, seconds) and ``OUT/results.md`` (mean ± standard error per configuration). Runs are
+appended to the JSON as they finish; ``--resume`` skips the runs already in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# --------------------------------------------------------------------------- configurations
+
+# The plain GAN of the PacGAN 2D experiments (the ring8/grid25 recipes as first shipped):
+# MLP G 4x400 BN ReLU, MLP D 3x200 maxout-5, NS loss, Adam 1e-4 (0.5, 0.999), batch 100.
+PLAIN: dict[str, list[str]] = {
+    "ring8": [
+        "remedies.pack=1", "train.ema=0", "train.batch=100",
+        "optim.g.lr=1e-4", "optim.d.lr=1e-4", "optim.g.schedule=constant", "optim.d.schedule=constant",
+        "optim.g.beta1=0.5", "optim.d.beta1=0.5", "optim.g.beta2=0.999", "optim.d.beta2=0.999",
+        "model.g.width=400", "model.g.depth=4", "model.d.width=200", "model.d.depth=3", "model.d.maxout=5",
+    ],
+    "grid25": [
+        "remedies.pack=1", "train.ema=0", "train.batch=100",
+        "optim.g.lr=1e-4", "optim.d.lr=1e-4", "optim.g.schedule=constant", "optim.d.schedule=constant",
+        "optim.g.beta1=0.5", "optim.d.beta1=0.5", "optim.g.beta2=0.999", "optim.d.beta2=0.999",
+        "model.g.width=400", "model.g.depth=4", "model.d.width=200", "model.d.depth=3", "model.d.maxout=5",
+    ],
+    # digits-dcgan recipe on the stacked data, without its EMA
+    "stacked-digits": ["data.name=stacked-digits", "train.ema=0"],
+}
+PLAIN_STEPS = {"ring8": 4000, "grid25": 6000, "stacked-digits": 3000}  # default steps of the plain configs
+RECIPE = {"ring8": "ring8", "grid25": "grid25", "stacked-digits": "digits-dcgan"}
+RECOMMENDED_EXTRA = {"stacked-digits": ["data.name=stacked-digits"]}  # recommended = recipe + these
+
+# name -> (what it is, overrides on top of PLAIN). Weights are this benchmark's choices for
+# 2D data; the papers' image-scale values are noted where they differ.
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "baseline": ("plain GAN (NS loss, PacGAN architecture)", []),
+    "pack2": ("PacGAN, pack 2 (Lin et al. 2018)", ["remedies.pack=2"]),
+    "pack4": ("PacGAN, pack 4", ["remedies.pack=4"]),
+    "mbd": ("minibatch discrimination, B=16 kernels of dim 5 (Salimans et al. 2016)", ["remedies.minibatch_discrimination=16", "remedies.mbd_dim=5"]),
+    "mbstd": ("minibatch std channel (Karras et al. 2018)", ["remedies.minibatch_std=true"]),
+    "fm": ("feature matching, weight 1 added to G's NS loss (Salimans et al. 2016)", ["remedies.feature_matching=1.0"]),
+    "histavg": ("historical averaging, weight 1e-3 on G and D (Salimans et al. 2016)", ["remedies.historical_averaging=1e-3"]),
+    "noise": ("instance noise, std 0.1 annealed to 0 (Sonderby et al. 2016)", ["remedies.instance_noise=0.1"]),
+    "smooth": ("one-sided label smoothing, real target 0.9 (Salimans et al. 2016)", ["loss.real_label=0.9"]),
+    "flip": ("label flipping, 5% of D's labels swapped", ["loss.flip=0.05"]),
+    "sn": ("spectral norm in D (Miyato et al. 2018)", ["model.d.spectral_norm=true"]),
+    "wgangp": ("WGAN-GP, lambda 10, n_critic 5, Adam (0.5, 0.9) (Gulrajani et al. 2017)",
+               ["loss.name=wgan-gp", "loss.penalty_weight=10", "optim.n_critic=5", "optim.g.beta2=0.9", "optim.d.beta2=0.9"]),
+    "dragan": ("DRAGAN penalty, lambda 10 (Kodali et al. 2017)", ["loss.penalty=dragan", "loss.penalty_weight=10"]),
+    "r1": ("R1 penalty, gamma 1 (weight gamma/2 = 0.5) (Mescheder et al. 2018)", ["loss.penalty=r1", "loss.penalty_weight=0.5"]),
+    "ttur": ("TTUR: lr D 4e-4, G 1e-4 (Heusel et al. 2017)", ["optim.d.lr=4e-4", "optim.g.lr=1e-4"]),
+    "unrolled": ("unrolled GAN, 5 unrolling steps (Metz et al. 2016)", ["method=unrolled", "remedies.unrolled_steps=5"]),
+    "madgan": ("MAD-GAN, 3 generators (Ghosh et al. 2018)", ["method=madgan", "remedies.generators=3"]),
+    "mrgan": ("MRGAN, lambda1 0.2, lambda2 0.4 (Che et al. 2017)", ["method=mrgan"]),
+    "pullaway": ("EBGAN pull-away term, weight 0.1 (Zhao et al. 2017)", ["remedies.pull_away=0.1"]),
+    "cosine": ("lr 2e-4 with cosine decay to 1e-6 for G and D (the recommended recipes' schedule, no packing)",
+               ["optim.g.lr=2e-4", "optim.d.lr=2e-4", "optim.g.schedule=cosine", "optim.d.schedule=cosine",
+                "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]),
+    "recommended": ("ganforge's shipped recipe (ring8.yaml / grid25.yaml / digits-dcgan.yaml)", []),
+}
+ALL_2D_CONFIGS = list(CONFIGS)
+
+# PacGAN Table 1 (best reported), for the table's comparison line.
+PUBLISHED = {
+    "ring8": ("PacGAN2 (Lin et al. 2018, Table 1)", 7.9, 95.6, 0.07),
+    "grid25": ("PacGAN4 (Lin et al. 2018, Table 1)", 24.8, 93.6, 0.04),
+}
+# ganforge's targets for the recommended recipes, on every seed: (modes, hq %, rkl)
+TARGETS = {"ring8": (8, 98.0, 0.02), "grid25": (25, 97.0, 0.02)}
+NUM_MODES = {"ring8": 8, "grid25": 25, "stacked-digits": 1000}
+# Benchmark runs write no intermediate samples/checkpoints and skip the monitor.
+RUN_DEFAULTS = ["train.progress=false", "train.monitor=false", "train.sample_every=0",
+                "train.checkpoint_every=0", "train.log_every=100", "train.device=cpu"]
+STACKED_SAMPLES = 26_000  # Stacked MNIST protocol (VEEGAN / PacGAN)
+TWO_D_SAMPLES = 2_500
+
+
+def overrides_for(dataset: str, config: str, steps: int | None, threads: int, seed: int, extra=()) -> tuple[str, list[str]]:
+    """(recipe, overrides) of one run."""
+    if config not in CONFIGS:
+        raise SystemExit(f"unknown config {config!r}; valid: {', '.join(CONFIGS)}")
+    if config == "recommended":
+        ov = list(RECOMMENDED_EXTRA.get(dataset, []))
+    else:
+        ov = [*PLAIN[dataset], f"train.steps={PLAIN_STEPS[dataset]}", *CONFIGS[config][1]]
+    if steps is not None:
+        ov.append(f"train.steps={steps}")
+    ov += [*extra, *RUN_DEFAULTS, f"train.threads={threads}", f"train.seed={seed}"]
+    return RECIPE[dataset], ov
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def run_one(job: dict) -> dict:
+    """Train one configuration on one seed and evaluate it; returns the JSON record."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    import ganforge
+    from ganforge.config import resolve
+    from ganforge.data import load_dataset
+
+    dataset, config, seed = job["dataset"], job["config"], job["seed"]
+    recipe, ov = overrides_for(dataset, config, job["steps"], job["threads"], seed, job.get("set", ()))
+    rec = {"dataset": dataset, "config": config, "seed": seed, "recipe": recipe, "overrides": ov}
+    run_dir = Path(job["runs"]) / dataset / config / f"seed{seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    try:
+        cfg = resolve(recipe, ov)
+        rec["steps"], rec["method"] = cfg.train.steps, cfg.method
+        t0, c0 = time.perf_counter(), time.process_time()
+        run = ganforge.train(cfg, out=run_dir)
+        rec["train_s"] = round(time.perf_counter() - t0, 2)  # wall clock (contention shows here)
+        rec["train_cpu_s"] = round(time.process_time() - c0, 2)  # CPU seconds of this process
+        t1 = time.perf_counter()
+        data = load_dataset(cfg.data, "train", seed=seed)
+        if data.kind == "points":
+            from ganforge.metrics import count_modes_2d
+
+            m = count_modes_2d(run.sample(TWO_D_SAMPLES, seed=10_000 + seed), data.modes, data.mode_std)
+            rec.update(modes=int(m["modes"]), hq=100.0 * m["hq"], rkl=float(m["rkl"]), samples=TWO_D_SAMPLES)
+        else:
+            from ganforge.metrics import evaluate_samples
+
+            n = job.get("stacked_samples", STACKED_SAMPLES)
+            m = evaluate_samples(run.sample(n, seed=10_000 + seed), data, ["modes"], features="classifier", progress=False)
+            rec.update(modes=int(m["classes"]), kl=float(m["kl"]), samples=n)
+        rec["eval_s"] = round(time.perf_counter() - t1, 2)
+        if dataset in TARGETS and "hq" in rec:
+            tm, thq, trkl = TARGETS[dataset]
+            rec["target_met"] = bool(rec["modes"] >= tm and rec["hq"] >= thq and rec["rkl"] <= trkl)
+    except Exception as e:  # a failed run is a result too (e.g. a remedy that diverges)
+        rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    finally:
+        if not job["keep_runs"] and run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return rec
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error (sample std / sqrt(n); 0 for n = 1)."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    m = sum(values) / n
+    if n == 1:
+        return m, 0.0
+    var = sum((v - m) ** 2 for v in values) / (n - 1)
+    return m, math.sqrt(var / n)
+
+
+def fmt(values: list[float], digits: int) -> str:
+    if not values:
+        return "–"
+    m, se = mean_se(values)
+    return f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def summarize(records: list[dict], datasets: list[str], configs: list[str]) -> list[dict]:
+    rows = []
+    for ds in datasets:
+        for c in configs:
+            rs = [r for r in records if r["dataset"] == ds and r["config"] == c]
+            if not rs:
+                continue
+            ok = [r for r in rs if "error" not in r]
+            row = {"dataset": ds, "config": c, "runs": len(rs), "failed": len(rs) - len(ok),
+                   "steps": ok[0]["steps"] if ok else None}
+            for k in ("modes", "hq", "rkl", "kl", "train_s", "train_cpu_s"):
+                vals = [float(r[k]) for r in ok if k in r]
+                if vals:
+                    row[k] = dict(zip(("mean", "se"), mean_se(vals)))
+                    row[k]["values"] = vals
+            if ds in TARGETS and ok:
+                row["target_met"] = sum(bool(r.get("target_met")) for r in ok)
+            rows.append(row)
+    return rows
+
+
+def markdown(records: list[dict], datasets: list[str], configs: list[str], meta: dict) -> str:
+    out = ["# Mode-collapse benchmark", "",
+           f"Command: `{meta['command']}`  ",
+           f"Machine: {meta['machine']}; torch threads per run: {meta['threads']}, jobs: {meta['jobs']}; "
+           f"load average at start {meta['load_start']}, at end {meta['load_end']}.  ",
+           "Mean ± standard error over seeds. Time: training seconds per run, wall clock and CPU (the CPU seconds of "
+           "a one-thread run approximate its wall time on an idle machine).", ""]
+    summary = summarize(records, datasets, configs)
+    for ds in datasets:
+        rows = [r for r in summary if r["dataset"] == ds]
+        if not rows:
+            continue
+        out.append(f"## {ds}")
+        out.append("")
+        if ds == "stacked-digits":
+            out += ["| config | steps | seeds | modes (of 1000) | KL | train s/run (wall) | (CPU) |", "|---|---|---|---|---|---|---|"]
+            for r in rows:
+                g = lambda k, d: fmt(r[k]["values"], d) if k in r else "–"  # noqa: E731
+                fail = f" ({r['failed']} failed)" if r["failed"] else ""
+                out.append(f"| {r['config']} | {r['steps']} | {r['runs']}{fail} | {g('modes', 1)} | {g('kl', 3)} | {g('train_s', 0)} | {g('train_cpu_s', 0)} |")
+        else:
+            tm, thq, trkl = TARGETS[ds]
+            out += [f"| config | steps | seeds | modes (of {NUM_MODES[ds]}) | high quality % | reverse KL | "
+                    f"seeds meeting target | train s/run (wall) | (CPU) |", "|---|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                g = lambda k, d: fmt(r[k]["values"], d) if k in r else "–"  # noqa: E731
+                fail = f" ({r['failed']} failed)" if r["failed"] else ""
+                tgt = f"{r.get('target_met', 0)}/{r['runs']}"
+                out.append(f"| {r['config']} | {r['steps']} | {r['runs']}{fail} | {g('modes', 2)} | {g('hq', 1)} | "
+                           f"{g('rkl', 3)} | {tgt} | {g('train_s', 0)} | {g('train_cpu_s', 0)} |")
+            name, pm, phq, prkl = PUBLISHED[ds]
+            out += [f"| *published: {name}* | | | {pm} | {phq} | {prkl} | | | |", "",
+                    f"Target (every seed): {tm}/{NUM_MODES[ds]} modes, ≥ {thq}% high quality, reverse KL ≤ {trkl}.", ""]
+        out.append("")
+    errors = [r for r in records if "error" in r]
+    if errors:
+        out += ["## Failed runs", ""] + [f"- {r['dataset']} {r['config']} seed {r['seed']}: {r['error']}" for r in errors] + [""]
+    out += ["## Configurations", ""]
+    for c in configs:
+        out.append(f"- `{c}`: {CONFIGS[c][0]}" + (f" — `{' '.join(CONFIGS[c][1])}`" if CONFIGS[c][1] else ""))
+    out.append("")
+    return "\n".join(out)
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def load_avg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="ring8,grid25", help="comma list of ring8, grid25, stacked-digits")
+    ap.add_argument("--configs", default="all", help=f"comma list of named configurations or 'all' ({', '.join(CONFIGS)})")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per configuration")
+    ap.add_argument("--seed-offset", type=int, default=0, help="first seed")
+    ap.add_argument("--steps", type=int, default=None, help="generator steps for every run (default: each config's own)")
+    ap.add_argument("--quick", action="store_true", help="CI-sized: ring8, baseline + pack2, 2 seeds, 200 steps (< 1 min)")
+    ap.add_argument("--out", default="benchmarks/results/mode_collapse", help="output folder (results.json, results.md)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes); 1: in this process")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra override for every run, e.g. --set train.batch=200 (repeatable)")
+    ap.add_argument("--keep-runs", action="store_true", help="keep each run's directory under OUT/runs")
+    ap.add_argument("--resume", action="store_true", help="skip runs already in OUT/results.json")
+    ap.add_argument("--stacked-samples", type=int, default=STACKED_SAMPLES, help="samples counted on stacked data")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--list", action="store_true", help="print the named configurations and exit")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for c, (desc, ov) in CONFIGS.items():
+            print(f"{c:12s} {desc}\n{'':12s} {' '.join(ov) or '(no overrides)'}")
+        return 0
+    if args.quick:
+        args.datasets = args.datasets if args.datasets != "ring8,grid25" else "ring8"
+        args.configs = args.configs if args.configs != "all" else "baseline,pack2"
+        args.seeds = min(args.seeds, 2)
+        args.steps = args.steps or 200
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    for d in datasets:
+        if d not in RECIPE:
+            raise SystemExit(f"unknown dataset {d!r}; valid: {', '.join(RECIPE)}")
+    configs = list(CONFIGS) if args.configs == "all" else [c.strip() for c in args.configs.split(",") if c.strip()]
+    for c in configs:
+        if c not in CONFIGS:
+            raise SystemExit(f"unknown config {c!r}; valid: {', '.join(CONFIGS)} (or all)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "results.json", out / "results.md"
+    records: list[dict] = []
+    if args.resume and json_path.is_file():
+        records = [r for r in json.loads(json_path.read_text())["runs"] if "error" not in r]
+    done = {(r["dataset"], r["config"], r["seed"]) for r in records}
+    seeds = range(args.seed_offset, args.seed_offset + args.seeds)
+    jobs = [{"dataset": d, "config": c, "seed": s, "steps": args.steps, "threads": args.threads,
+             "runs": str(out / "runs"), "keep_runs": args.keep_runs, "set": list(args.set), "stacked_samples": args.stacked_samples}
+            for d in datasets for c in configs for s in seeds if (d, c, s) not in done]
+    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "mode_collapse.py " + " ".join(argv),
+            "machine": machine(), "threads": args.threads, "jobs": args.jobs, "load_start": load_avg(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def write() -> None:
+        meta["load_end"] = load_avg()
+        payload = {"meta": meta, "summary": summarize(records, datasets, configs), "runs": records}
+        tmp = json_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, json_path)
+        md_path.write_text(markdown(records, datasets, configs, meta))
+
+    if any(d.startswith("stacked-") for d in datasets) and jobs:
+        # train/cache the digits classifier once, before the runs (quietly; parallel jobs would race)
+        from ganforge.config import resolve
+        from ganforge.data import load_dataset
+        from ganforge.metrics.features_classifier import get_classifier
+
+        cfg = resolve(*overrides_for("stacked-digits", configs[0], 1, args.threads, 0))
+        get_classifier("digits", int(load_dataset(cfg.data, "train", seed=0).shape[-1]), progress=False)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="mode-collapse runs", unit="run", disable=args.no_progress, file=sys.stderr)
+    t0 = time.perf_counter()
+
+    def record(rec: dict) -> None:
+        records.append(rec)
+        write()
+        bar.update(1)
+        msg = (f"{rec['dataset']}/{rec['config']}/s{rec['seed']}: " +
+               (rec["error"][:60] if "error" in rec else f"modes {rec['modes']} " +
+                (f"hq {rec['hq']:.1f}% rkl {rec['rkl']:.3f}" if "hq" in rec else f"kl {rec['kl']:.3f}") + f" {rec['train_s']:.0f}s"))
+        bar.set_postfix_str(msg, refresh=True)
+
+    if args.jobs <= 1:
+        for job in jobs:
+            record(run_one(job))
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+            for rec in pool.imap_unordered(run_one, jobs):
+                record(rec)
+    bar.close()
+    write()
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path} ({len(jobs)} runs, {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
