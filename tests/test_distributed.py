@@ -136,8 +136,6 @@ def test_two_ranks_write_one_run_and_resume(tmp_path):
     assert list(cwd.iterdir()) == []
 
 
-@pytest.mark.skipif(os.environ.get("GANFORGE_SLOW_TESTS") != "1",
-                    reason="three torchrun launches (~40 s of CPU); set GANFORGE_SLOW_TESTS=1")
 def test_stop_on_rank0_and_resume_equal_the_uninterrupted_run(tmp_path):
     recipe, cwd, driver = setup_dirs(tmp_path)
     full = tmp_path / "full"
