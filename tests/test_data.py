@@ -373,3 +373,12 @@ def test_image_folder_empty_or_missing_is_a_data_error(tmp_path):
     for d in (None, str(tmp_path / "missing"), str(tmp_path)):
         with pytest.raises(DataError, match="data.data_dir|image-folder"):
             load_dataset(DataConfig(name="image-folder", data_dir=d))
+
+
+def test_explicit_data_dir_that_does_not_exist_is_an_error(tmp_path):
+    from ganforge.config import DataConfig
+    from ganforge.data import load_dataset
+    from ganforge.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist; pass the directory"):
+        load_dataset(DataConfig(name="fashion-mnist", data_dir=str(tmp_path / "missing")))

@@ -96,6 +96,10 @@ def load_dataset(cfg: DataConfig, split: str = "train", seed: int = 0) -> Datase
     if cfg.image_size is not None and cfg.image_size < 1:
         raise ConfigError(f"data.image_size must be at least 1 (or none for native), got {cfg.image_size}")
     loader = DATASETS.get(cfg.name)
+    if cfg.data_dir and not cfg.download and not Path(cfg.data_dir).expanduser().exists():
+        # an explicit directory that is not there is a mistake, not a cue to look elsewhere
+        raise DataError(f"data.data_dir {cfg.data_dir} does not exist; pass the directory that holds the "
+                        f"{cfg.name} files, or drop data.data_dir to use the standard locations")
     ds = loader(cfg, split, seed)
     if cfg.limit is not None and cfg.limit < len(ds):
         ds = dataclasses.replace(
