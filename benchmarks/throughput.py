@@ -2,7 +2,8 @@
 
     python benchmarks/throughput.py                       # 32x32, batch 64, CPU
     python benchmarks/throughput.py --size 64 --batch 256 # bigger
-    python benchmarks/throughput.py --fast                # also ganforge with channels_last/bf16/compile
+    python benchmarks/throughput.py --fast                # also ganforge with channels_last/bf16
+    python benchmarks/throughput.py --device cuda --batch 256 --steps 200 --variants cl+bf16,cl+bf16+graph
 
 (a) textbook: torchvision FashionMNIST + DataLoader(shuffle, workers) with per-sample
     Resize/ToTensor/Normalize, D ending in Sigmoid + BCELoss, ``.item()`` every step
@@ -10,7 +11,13 @@
     ``ganforge.training.Trainer`` (data on the device, BCE-with-logits, stats synced every
     ``log_every`` steps). Both do one D step (real + fake) and one G step per iteration.
 Prints images/s for each, the ratio, peak memory, FLOPs per image and the fraction of the
-machine's measured float32 matmul peak.
+machine's measured matmul peak (float32 for float32 loops, bfloat16 for bf16 ones; on a GPU
+both are given against the bf16 peak too).
+
+``--variants`` names extra ganforge runs as '+'-joined options: ``cl`` (train.channels_last),
+``bf16`` (train.amp=bf16), ``fused`` (train.fused=fused), ``compile`` (train.compile),
+``graph`` (train.cuda_graph). The first ``--warmup`` iterations (graph capture and compilation
+included) are not timed; the timed ones log every 50 steps, ganforge's default.
 """
 
 from __future__ import annotations
@@ -29,8 +36,13 @@ import torch
 from torch import nn
 
 
-def matmul_peak(device: torch.device, dtype=torch.float32, n: int = 2048, reps: int = 10) -> float:
+OPTIONS = {"cl": "train.channels_last=true", "bf16": "train.amp=bf16", "fused": "train.fused=fused",
+           "compile": "train.compile=true", "graph": "train.cuda_graph=true"}
+
+
+def matmul_peak(device: torch.device, dtype=torch.float32, n: int | None = None, reps: int = 10) -> float:
     """Measured dense matmul throughput in FLOP/s (2 n^3 per product)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
@@ -56,13 +68,15 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def fashion_root() -> Path:
-    """A torchvision FashionMNIST root built from the IDX files ganforge finds."""
+def fashion_root(data_dir: str | None) -> Path:
+    """A torchvision FashionMNIST root built from the IDX files in ``data_dir`` or Debian's package."""
     from ganforge.data.idx import DEBIAN_FASHION_DIRS
 
-    src = next((Path(d) for d in DEBIAN_FASHION_DIRS if Path(d).is_dir()), None)
+    dirs = [Path(data_dir)] if data_dir else DEBIAN_FASHION_DIRS
+    src = next((Path(d) for d in dirs if Path(d).is_dir()), None)
     if src is None:
-        sys.exit("needs Debian's dataset-fashion-mnist (apt-get install -y dataset-fashion-mnist)")
+        sys.exit("needs Fashion-MNIST IDX files: --data-dir DIR or Debian's dataset-fashion-mnist "
+                 "(apt-get install -y dataset-fashion-mnist)")
     root = Path(tempfile.mkdtemp(prefix="fmnist-"))
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
@@ -127,9 +141,12 @@ def ganforge_trainer(cfg, steps: int, warmup: int) -> float:
         def on_log(self, trainer, row):
             sync(trainer.device)
             marks.setdefault(trainer.step, time.perf_counter())
+            trainer.cfg.train.log_every = 50  # timed part: ganforge's default logging
 
     tr = Trainer(cfg, Path(tempfile.mkdtemp(prefix="gf-bench-")), callbacks=[Clock()])
     tr.finish = lambda: None  # no final grid/export: only the loop is timed
+    if tr.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     tr.fit()
     sync(tr.device)
     end = time.perf_counter()
@@ -158,7 +175,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     ap.add_argument("--workers", type=int, default=2, help="textbook DataLoader workers (tutorial default 2)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--fast", action="store_true", help="also time ganforge with its fast-path options")
+    ap.add_argument("--fast", action="store_true", help="also time ganforge with channels_last and channels_last+bf16")
+    ap.add_argument("--variants", default="", help="comma list of extra ganforge option sets, e.g. cl+bf16+graph "
+                    f"({', '.join(OPTIONS)})")
+    ap.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: Debian's)")
     args = ap.parse_args()
 
     import ganforge  # noqa: F401
@@ -170,40 +190,50 @@ def main() -> None:
     nz = 100
     overrides = [f"data.image_size={args.size}", f"train.batch={args.batch}", "train.progress=false",
                  "train.monitor=false", "train.sample_every=0", "train.checkpoint_every=0", "train.ema=0",
-                 f"train.device={device}", "loss.name=ns"]
-    variants = {"ganforge": overrides}
-    if args.fast:
-        variants["ganforge channels_last"] = overrides + ["train.channels_last=true"]
-        variants["ganforge channels_last+bf16"] = overrides + ["train.channels_last=true", "train.amp=bf16"]
-    root = fashion_root()
+                 f"train.device={device}", "loss.name=ns"] + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+    names = (["cl", "cl+bf16"] if args.fast else []) + [v for v in args.variants.split(",") if v]
+    for v in names:
+        if bad := [o for o in v.split("+") if o not in OPTIONS]:
+            sys.exit(f"unknown variant option {bad[0]!r} in {v!r}; valid: {', '.join(OPTIONS)}")
+    variants = {"ganforge": overrides, **{f"ganforge {v}": overrides + [OPTIONS[o] for o in v.split("+")] for v in names}}
+    root = fashion_root(args.data_dir)
     cfg0 = resolve("fashion-dcgan", overrides)
     G = build_generator(cfg0.model.g, nz, (1, args.size, args.size)).to(device)
     D = build_discriminator(cfg0.model.d, (1, args.size, args.size)).to(device)
     fpi = flops_per_image(G, D, args.size, nz, device)
     peak = matmul_peak(device)
-    peak_bf16 = matmul_peak(device, torch.bfloat16) if args.fast else peak
+    any_bf16 = any("bf16" in k for k in variants) or device.type == "cuda"
+    peak_bf16 = matmul_peak(device, torch.bfloat16) if any_bf16 else peak
     results: dict[str, list[float]] = {"textbook": [], **{k: [] for k in variants}}
+    memory: dict[str, float] = {}
     for r in range(args.rounds):
         torch.manual_seed(r)
         G = build_generator(cfg0.model.g, nz, (1, args.size, args.size)).to(device)
         D = build_discriminator(cfg0.model.d, (1, args.size, args.size)).to(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         results["textbook"].append(textbook(G, D, args.size, args.batch, args.steps, args.warmup, device,
                                             args.workers, root, nz))
+        memory["textbook"] = peak_memory_mb(device)
         for name, ov in variants.items():
             results[name].append(ganforge_trainer(resolve("fashion-dcgan", ov), args.steps, args.warmup))
+            memory[name] = peak_memory_mb(device)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.1f} img/s" for k, v in results.items()),
               file=sys.stderr)
     base = statistics.median(results["textbook"])
     print(f"\n{args.size}x{args.size} DCGAN, batch {args.batch}, {device} ({torch.get_num_threads()} threads); "
           f"{fpi / 1e9:.3f} GFLOP/image/iteration; measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s "
-          f"(ceiling {peak / fpi:.0f} img/s)" + (f"; bf16 matmul peak {peak_bf16 / 1e9:.0f} GFLOP/s" if args.fast else "") + "\n")
-    print("| loop | images/s (median of %d) | vs textbook | of matmul peak (its dtype) |" % args.rounds)
-    print("|---|---|---|---|")
+          f"(ceiling {peak / fpi:.0f} img/s)" + (f"; bf16 matmul peak {peak_bf16 / 1e9:.0f} GFLOP/s" if any_bf16 else "") + "\n")
+    gpu = device.type == "cuda"
+    mem = "peak MiB (CUDA allocated)" if gpu else "process max RSS MiB (so far)"
+    print(f"| loop | images/s (median of {args.rounds}) | vs textbook | of matmul peak (its dtype) |"
+          + (" of bf16 peak |" if gpu else "") + f" {mem} |")
+    print("|---|---|---|---|" + ("---|" if gpu else "") + "---|")
     for k, v in results.items():
         m = statistics.median(v)
         p = peak_bf16 if "bf16" in k else peak
-        print(f"| {k} | {m:.1f} | {m / base:.2f}x | {100 * m * fpi / p:.0f}% |")
-    print(f"\npeak memory: {peak_memory_mb(device):.0f} MiB ({'CUDA allocated' if device.type == 'cuda' else 'process max RSS'})")
+        print(f"| {k} | {m:.1f} | {m / base:.2f}x | {100 * m * fpi / p:.1f}% |"
+              + (f" {100 * m * fpi / peak_bf16:.2f}% |" if gpu else "") + f" {memory[k]:.0f} |")
 
 
 if __name__ == "__main__":

@@ -184,3 +184,26 @@ def test_compile_without_a_compiler_falls_back_to_eager(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.warns(UserWarning, match="running eagerly"):
         ganforge.train(tiny("ring8", "train.steps=2", "train.compile=true"), out=tmp_path / "r")
+
+
+def test_fused_adam_matches_foreach(tmp_path):
+    base = ["train.steps=4", "train.monitor=false"]
+    a = ganforge.train(tiny("ring8", *base, "train.fused=foreach"), out=tmp_path / "foreach")
+    b = ganforge.train(tiny("ring8", *base, "train.fused=fused"), out=tmp_path / "fused")
+    z = torch.randn(6, a.config.model.z_dim)
+    assert torch.allclose(a.generator(z), b.generator(z), atol=1e-5)
+    assert a.metrics()[-1]["loss/d"] == pytest.approx(b.metrics()[-1]["loss/d"], abs=1e-5)
+
+
+def test_cuda_graph_off_cuda_runs_eagerly_with_a_warning(tmp_path):
+    base = ["train.steps=4", "train.monitor=false"]
+    a = ganforge.train(tiny("ring8", *base), out=tmp_path / "plain")
+    with pytest.warns(UserWarning, match="cuda_graph=true is not used with device cpu"):
+        b = ganforge.train(tiny("ring8", *base, "train.cuda_graph=true"), out=tmp_path / "graph")
+    z = torch.randn(6, a.config.model.z_dim)
+    assert torch.equal(a.generator(z), b.generator(z))
+
+
+def test_unknown_optimiser_kernel_is_an_error():
+    with pytest.raises(ConfigError, match="unknown train.fused"):
+        resolve("ring8", ["train.fused=fast"])

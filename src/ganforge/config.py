@@ -89,6 +89,8 @@ class RemedyConfig:
     generators: int = 3  # MAD-GAN (method madgan): number of generators k
     mrgan_lambda1: float = 0.2  # MRGAN (method mrgan): weight of the geometric (reconstruction) term
     mrgan_lambda2: float = 0.4  # MRGAN (method mrgan): weight of the mode-regularizer term
+    top_k: float = 0.0  # Sinha et al. 2020: G's loss on the k fakes D scores highest, k annealed from the batch to top_k * batch; 0: off
+    top_k_decay: float = 0.99  # top-k training: k = batch * max(top_k, top_k_decay ** (step / 100)) (0.99 per epoch in the paper)
 
 
 @dataclass
@@ -129,6 +131,8 @@ class TrainConfig:
     amp: str = "none"  # autocast dtype for forward passes: none | bf16 (no loss scaling needed)
     tensorboard: bool = False  # also log scalars and sample grids to <run>/tensorboard (pip install tensorboard)
     compile: bool = False  # torch.compile the networks (falls back to eager with a warning if unavailable)
+    fused: str = "auto"  # optimiser kernels: auto (fused on CUDA, foreach elsewhere) | fused | foreach
+    cuda_graph: bool = False  # CUDA: replay each training iteration as one CUDA graph (eager elsewhere, with a warning)
 
 
 @dataclass
@@ -338,6 +342,8 @@ def validate(cfg: Experiment) -> None:
         raise ConfigError(f"train.ema must be in [0, 1), got {t.ema}")
     if t.amp not in ("none", "bf16"):
         raise ConfigError(f"unknown train.amp={t.amp!r}; valid: none, bf16")
+    if t.fused not in ("auto", "fused", "foreach"):
+        raise ConfigError(f"unknown train.fused={t.fused!r}; valid: auto, fused, foreach")
     if cfg.optim.n_critic < 1:
         raise ConfigError(f"optim.n_critic must be at least 1, got {cfg.optim.n_critic}")
     if cfg.eval.every < 0 or cfg.eval.n < 1:

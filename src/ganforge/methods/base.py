@@ -31,23 +31,32 @@ class Stats:
 
     def report(self, name: str, value: torch.Tensor | float) -> None:
         v = value.detach().float().mean() if torch.is_tensor(value) else torch.tensor(float(value))
-        if name in self._sums:
-            self._sums[name] = self._sums[name] + v
-            self._counts[name] += 1
-        else:
+        buf = self._sums.get(name)
+        if buf is None or buf.device != v.device:
             self._sums[name] = v.clone()
             self._counts[name] = 1
+        else:  # in place: a captured CUDA graph (training/graphs.py) keeps adding into the same buffer
+            buf.add_(v)
+            self._counts[name] += 1
 
     def means(self) -> dict[str, float]:
-        """Means since the last call (one device→host transfer), then reset."""
-        if not self._sums:
+        """Means since the last call (one device→host transfer), then reset to zero in place."""
+        names = [n for n, c in self._counts.items() if c > 0]
+        if not names:
             return {}
-        names = list(self._sums)
-        values = torch.stack([self._sums[n] for n in names]).cpu().tolist()
-        out = {n: v / self._counts[n] for n, v in zip(names, values)}
-        self._sums.clear()
-        self._counts.clear()
+        on_device = [n for n in names if self._sums[n].device.type != "cpu"]
+        values = dict(zip(on_device, torch.stack([self._sums[n] for n in on_device]).cpu().tolist() if on_device else []))
+        values.update({n: self._sums[n].item() for n in names if n not in values})  # reported as Python numbers
+        out = {n: values[n] / self._counts[n] for n in names}
+        for n in names:
+            self._sums[n].zero_()
+            self._counts[n] = 0
         return out
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        """Count reports whose values a replayed CUDA graph added on the device."""
+        for n, c in counts.items():
+            self._counts[n] += c
 
 
 @dataclass

@@ -30,24 +30,31 @@ class DataStream:
         self.x = x
         self.batch = batch
         self.gen = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(len(x), generator=self.gen)
-        self.pos = 0
+        self._shuffle(torch.randperm(len(x), generator=self.gen))
         self.epoch = 0
 
-    def next(self) -> torch.Tensor:
+    def _shuffle(self, perm: torch.Tensor) -> None:
+        self.perm = perm  # on the CPU (the state); a copy on the device, sent once per epoch
+        self.perm_dev = perm.to(self.x.device, non_blocking=True)
+        self.pos = 0
+
+    def next_index(self) -> torch.Tensor:
+        """Indices of the next batch, a view of the epoch's permutation on the device."""
         span = self.batch * self.world  # the global batch (= batch in a single process)
         if self.pos + span > len(self.perm):
-            self.perm = torch.randperm(len(self.x), generator=self.gen)
-            self.pos = 0
+            self._shuffle(torch.randperm(len(self.x), generator=self.gen))
             self.epoch += 1
         start = self.pos + self.rank * self.batch
-        idx = self.perm[start : start + self.batch]
         self.pos += span
-        return self.x[idx.to(self.x.device, non_blocking=True)]
+        return self.perm_dev[start : start + self.batch]
+
+    def next(self) -> torch.Tensor:
+        return self.x[self.next_index()]
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch}
 
     def load_state_dict(self, s: dict) -> None:
         self.gen.set_state(s["gen"])
-        self.perm, self.pos, self.epoch = s["perm"], int(s["pos"]), int(s["epoch"])
+        self._shuffle(s["perm"])
+        self.pos, self.epoch = int(s["pos"]), int(s["epoch"])

@@ -117,7 +117,10 @@ class Trainer:
         self.autocast = self._fast_paths()
         trained = sorted({p.module for p in self.method.phases})
         opt_cfg = {"g": cfg.optim.g, "d": cfg.optim.d}
-        self.optims = {k: build_optimizer(opt_cfg.get(k, cfg.optim.d), self.modules[k].parameters()) for k in trained}
+        impl = "fused" if t.fused == "fused" or (t.fused == "auto" and self.device.type == "cuda") else "foreach"
+        capturable = t.cuda_graph and self.device.type == "cuda"
+        self.optims = {k: build_optimizer(opt_cfg.get(k, cfg.optim.d), self.modules[k].parameters(), impl, capturable)
+                       for k in trained}
         self.scheds = {k: build_scheduler(opt_cfg.get(k, cfg.optim.d), o, t.steps) for k, o in self.optims.items()}
         G = self.modules[self.method.generator]
         self.ema = EMA(G, t.ema) if t.ema > 0 else None
@@ -130,6 +133,17 @@ class Trainer:
         self.elapsed = 0.0
         if self.dist is not None:  # --- distributed: identical replicas, then per-rank latent seeds
             self.dist.setup_trainer(self)
+        self.graph = None
+        if t.cuda_graph:
+            from .graphs import StepGraph, unsupported
+
+            why = unsupported(self)
+            if why is None:
+                self.graph = StepGraph(self)
+            else:
+                import warnings
+
+                warnings.warn(f"train.cuda_graph=true is not used with {why}; running eagerly", stacklevel=2)
 
     def _fast_paths(self):
         """Optional speed-ups (train.channels_last / amp / compile); each falls back cleanly.
@@ -150,8 +164,8 @@ class Trainer:
             else:
                 for m in self.modules.values():
                     m.compile()  # in place: state_dict keys are unchanged
-        if t.amp == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if t.amp == "bf16":  # no weight-cast cache under CUDA-graph capture (it would outlive the capture)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not t.cuda_graph)
         return contextlib.nullcontext()
 
     @property
@@ -260,6 +274,27 @@ class Trainer:
         bar.set_postfix(post, refresh=False)
 
     # ------------------------------------------------------------------ the loop
+    def iteration(self, ctx: Context) -> None:
+        """One training iteration: every phase due at ``ctx.step`` (its optimiser steps), then EMA."""
+        for phase in self.method.phases:
+            if ctx.step % phase.every:
+                continue
+            module, opt = self.modules[phase.module], self.optims[phase.module]
+            for _ in range(phase.repeat):
+                with self.autocast:
+                    loss = phase.loss(ctx)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.dist is not None:  # --- distributed: mean gradient over ranks
+                    self.dist.sync_grads(module)
+                if ctx.log_step:
+                    self.stats.report(f"grad/{phase.name}", grad_norm(module))
+                opt.step()
+                if phase.after_step is not None:
+                    phase.after_step(ctx)
+        if self.ema is not None:
+            self.ema.update(self.modules[self.method.generator])
+
     def fit(self) -> None:
         t = self.cfg.train
         ctx = Context(modules=self.modules, cfg=self.cfg, real=self.stream.next, z=self.z, stats=self.stats)
@@ -274,24 +309,8 @@ class Trainer:
                 ctx.step = step
                 ctx.log_step = (t.log_every > 0 and ((step + 1) % t.log_every == 0 or step + 1 == t.steps)) or (
                     self.cfg.eval.every > 0 and (step + 1) % self.cfg.eval.every == 0)
-                for phase in self.method.phases:
-                    if step % phase.every:
-                        continue
-                    module, opt = self.modules[phase.module], self.optims[phase.module]
-                    for _ in range(phase.repeat):
-                        with self.autocast:
-                            loss = phase.loss(ctx)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        if self.dist is not None:  # --- distributed: mean gradient over ranks
-                            self.dist.sync_grads(module)
-                        if ctx.log_step:
-                            self.stats.report(f"grad/{phase.name}", grad_norm(module))
-                        opt.step()
-                        if phase.after_step is not None:
-                            phase.after_step(ctx)
-                if self.ema is not None:
-                    self.ema.update(self.modules[self.method.generator])
+                if self.graph is None or not self.graph.run(ctx):
+                    self.iteration(ctx)
                 for s in self.scheds.values():
                     s.step()
                 self.step = step + 1
@@ -303,7 +322,7 @@ class Trainer:
                         means = self.dist.mean_stats(means)
                     if self.is_main:
                         row = {"step": self.step, "time": round(self.elapsed, 3), **means}
-                        row.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optims.items()})
+                        row.update({f"lr/{k}": float(o.param_groups[0]["lr"]) for k, o in self.optims.items()})
                         self._log(row, bar)
                 if t.sample_every and self.step % t.sample_every == 0 and self.step < t.steps and self.is_main:
                     self.write_samples(f"step_{self.step:07d}")

@@ -10,11 +10,26 @@ from torch import nn
 from ..config import OptimConfig
 
 
-def build_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
-    """Adam, SGD or RMSprop from an :class:`OptimConfig` (foreach kernels where available)."""
+def build_optimizer(cfg: OptimConfig, params, impl: str = "foreach", capturable: bool = False) -> torch.optim.Optimizer:
+    """Adam, SGD or RMSprop from an :class:`OptimConfig`.
+
+    ``impl``: ``foreach`` (multi-tensor kernels, torch's default) or ``fused`` (Adam as one
+    fused kernel per step; same update rule, results differ from foreach by float rounding).
+    ``capturable``: Adam with its learning rate and step count as device tensors, so that
+    ``step()`` can be captured in a CUDA graph and a schedule can still change the lr
+    (training/graphs.py). Falls back to foreach where the device has no fused kernel.
+    """
     params = [p for p in params if p.requires_grad]
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        kw = dict(betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        if impl == "fused" or capturable:
+            device = params[0].device if params else torch.device("cpu")
+            lr = torch.tensor(cfg.lr, device=device) if capturable else cfg.lr
+            try:
+                return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable, **kw)
+            except (RuntimeError, ValueError):  # no fused kernel for this device / dtype
+                pass
+        return torch.optim.Adam(params, lr=cfg.lr, **kw)
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "rmsprop":
