@@ -17,7 +17,10 @@ from ganforge.diagnostics import (
     CONDITIONS,
     Monitor,
     Thresholds,
+    above_chance,
+    chance_levels,
     detect_discriminator_overpowering,
+    detect_low_quality,
     detect_divergence,
     detect_mode_collapse,
     detect_oscillation,
@@ -156,6 +159,80 @@ def test_every_remedy_is_a_valid_option():
     assert all("loss.name=ns" not in r["option"] for r in remedies("mode_collapse", resolve("ring8")))
 
 
+# --------------------------------------------------------------------------- low quality (off the data manifold)
+
+from ganforge.data.mixtures import grid_centres, ring_centres  # noqa: E402
+
+
+@pytest.mark.parametrize("modes,std", [(ring_centres(), 0.01), (grid_centres(), 0.05)])
+def test_chance_level_is_the_discs_share_of_the_data_box(modes, std):
+    # independent reference: K disjoint discs of radius 3 std inside the box [min - 3 std, max + 3 std]^2
+    k, r = len(modes), 3 * std
+    side = (modes.double().max(0).values - modes.double().min(0).values + 2 * r)
+    expected = k * math.pi * r * r / float(side.prod())
+    p = chance_levels(modes, std)
+    assert p.shape == (k,) and float(p.sum()) == pytest.approx(expected, rel=0.01)
+    assert float(p.min()) == pytest.approx(expected / k, rel=0.03)  # every disc the same
+
+
+def box_points(modes, std, n, g):
+    lo, hi = modes.min(0).values - 3 * std, modes.max(0).values + 3 * std
+    return lo + torch.rand(n, 2, generator=g) * (hi - lo)
+
+
+def test_points_on_the_modes_vs_points_over_the_square():
+    modes, std, n = grid_centres(), 0.05, 2500
+    g = torch.Generator().manual_seed(0)
+    chance = chance_levels(modes, std)
+    real_mpd = 1.0
+    # on the modes: every sample within 3 std (noise std/2 per axis: P(r > 3 std) = exp(-18)), every mode clearly above chance
+    on = modes[torch.arange(n) % 25] + 0.5 * std * torch.randn(n, 2, generator=g)
+    c_on = sample_statistics(on, real_mpd, modes, std, chance=chance)
+    assert c_on["hq"] == 1.0 and c_on["modes"] == 25 and c_on["modes_above_chance"] == 25
+    # uniform over the square: hq is the chance level (binomial: within 4 sd), every mode is "hit", almost none above chance
+    spread = box_points(modes, std, n, g)
+    c_sp = sample_statistics(spread, real_mpd, modes, std, chance=chance)
+    sd = math.sqrt(c_sp["hq_chance"] * (1 - c_sp["hq_chance"]) / n)
+    assert abs(c_sp["hq"] - c_sp["hq_chance"]) < 4 * sd
+    assert c_sp["modes"] >= 20 and c_sp["modes_above_chance"] <= 1
+    # mostly spread, but 4 modes really held: the count above chance finds exactly those 4
+    held = torch.cat([modes[torch.arange(100) % 4] + 0.5 * std * torch.randn(100, 2, generator=g), spread[100:]])
+    c_4 = sample_statistics(held, real_mpd, modes, std, chance=chance)
+    assert c_4["modes_above_chance"] == 4 and c_4["hq"] < TH.hq_min and c_4["modes"] >= 20
+    # the detector: off-manifold on three checks in a row is low quality; on-manifold is not
+    ev = detect_low_quality([{**c_sp, "step": 50 * i} for i in range(3)])
+    assert ev["hq"] == c_sp["hq"] and ev["lift"] < 2 and ev["modes_above_chance"] == c_sp["modes_above_chance"]
+    assert ev["hq_limit"] == pytest.approx(min(TH.hq_min, TH.hq_lift * c_sp["hq_chance"])) and ev["trend"] == "flat"
+    assert detect_low_quality([{**c_on, "step": 50 * i} for i in range(3)]) is None
+    assert detect_mode_collapse([{**c_sp, "step": 50 * i} for i in range(3)]) is None  # counts at low hq are not coverage
+
+
+def test_low_quality_must_hold_for_the_whole_window_and_reports_its_trend():
+    def c(step, hq):
+        return {"step": step, "diversity_ratio": 1.0, "hq": hq, "hq_chance": 0.02, "modes": 20, "modes_total": 25,
+                "modes_above_chance": 2}
+
+    limit = min(TH.hq_min, TH.hq_lift * 0.02)  # 0.1
+    assert detect_low_quality([c(50, 0.03), c(100, 0.2), c(150, 0.03)]) is None  # one good check breaks it
+    assert detect_low_quality([c(50, 0.03), c(100, 0.03)]) is None  # not sustained yet
+    # at the last step a short run's result is judged on the checks it has after the warm-up
+    assert detect_low_quality([c(50, 0.03), c(100, 0.03)], final=True)["window"] == [0.03, 0.03]
+    assert detect_low_quality([c(50, 0.2), c(100, 0.03)], final=True) is None
+    assert detect_low_quality([], final=True) is None
+    assert detect_low_quality([c(50, 0.03), c(100, 0.05), c(150, limit)]) is None  # at the limit is not below it
+    assert detect_low_quality([c(50, 0.02), c(100, 0.05), c(150, 0.09)])["trend"] == "rising"
+    assert detect_low_quality([c(50, 0.09), c(100, 0.05), c(150, 0.02)])["trend"] == "falling"
+    old = [{k: v for k, v in c(50 * i, 0.01).items() if k != "hq_chance"} for i in range(3)]  # a log written before hq_chance
+    assert detect_low_quality(old) is None
+
+
+def test_above_chance_uses_a_poisson_margin():
+    chance = torch.tensor([0.001, 0.001, 0.004])  # n = 2500: expected 2.5, 2.5, 10
+    # thresholds 2.5 + 3 sqrt(2.5) = 7.24 and 10 + 3 sqrt(10) = 19.49
+    assert above_chance([8, 7, 19], 2500, chance) == 1
+    assert above_chance([8, 8, 20], 2500, chance) == 3
+
+
 # --------------------------------------------------------------------------- the callback
 
 
@@ -196,6 +273,24 @@ def test_monitor_logs_each_condition_once_and_marks_rows(tmp_path):
     assert not m.stop_requested
     d = json.loads((tmp_path / "diagnosis.json").read_text())  # written as soon as a condition appears
     assert not d["healthy"] and {c["name"] for c in d["conditions"]} == {"discriminator_overpowering", "mode_collapse"}
+
+
+def test_low_quality_waits_for_its_warmup_and_is_announced_once(tmp_path):
+    tr = fake_trainer(tmp_path)  # 400 steps, a log row every 10
+    g = torch.Generator().manual_seed(2)
+    tr.sample = lambda z: box_points(tr.data.modes, tr.data.mode_std, len(z), g)  # spread over the square
+    m = Monitor(tr.cfg, check_every=2)
+    with redirect_stderr(io.StringIO()) as err:
+        out = feed(m, tr, rows_of(40, **BALANCED))
+    rec = m.conditions["low_quality"]
+    # checks every 20 steps; those from 0.5 x 400 = 200 count; the third of them (step 240) raises it
+    assert rec["step"] == 240 and err.getvalue().count("low_quality") == 1
+    assert "low_quality" not in out[21].get("monitor/alerts", []) and "low_quality" in out[23]["monitor/alerts"]
+    ev = rec["evidence"]
+    assert ev["hq"] < ev["hq_limit"] and ev["modes_total"] == 8 and ev["modes_above_chance"] <= 1 and len(ev["window"]) == 3
+    assert {"option": "--set train.steps=800", "why": rec["remedies"][0]["why"]} in rec["remedies"][:1]  # the recipe already decays its lr
+    assert "mode_collapse" not in m.conditions  # the spread covers everything; diversity is fine
+    assert all("monitor/hq_chance" in r and "monitor/modes_above_chance" in r for r in out[1::2])
 
 
 def test_divergence_requests_a_stop_and_writes_the_diagnosis(tmp_path):
@@ -291,6 +386,24 @@ def test_collapsing_run_is_flagged_in_its_first_quarter(tmp_path, one_thread):
     (run.run_dir / "diagnosis.json").unlink()
     again = summarize(run.run_dir)
     assert again["source"] == "metrics.jsonl" and "mode_collapse" in {c["name"] for c in again["conditions"]}
+
+
+def test_low_quality_run_is_flagged_with_evidence_and_remedies(tmp_path, one_thread):
+    # ring8 at lr 1e-5 for 300 steps: G barely moves from its initial blob, under 1% of samples within 3 std of a mode
+    err = io.StringIO()
+    with redirect_stderr(err):
+        run = ganforge.train("ring8", out=tmp_path / "lq", overrides=SMALL + ["train.steps=300", "optim.g.lr=1e-5", "optim.d.lr=1e-5"])
+    d = summarize(run.run_dir)
+    assert [c["name"] for c in d["conditions"]] == ["low_quality"], d["conditions"]
+    c = d["conditions"][0]
+    assert TH.quality_warmup * 300 <= c["step"] <= 300 and err.getvalue().count("low_quality") == 1
+    ev = c["evidence"]
+    assert ev["hq"] < ev["hq_limit"] <= TH.hq_min and ev["hq_chance"] == pytest.approx(0.0053, rel=0.05)
+    assert ev["modes_total"] == 8 and ev["trend"] in ("rising", "flat", "falling") and len(ev["window"]) == 3
+    assert any(r["option"] == "--set optim.g.lr=5e-05 --set optim.d.lr=5e-05" for r in c["remedies"])
+    assert "low_quality" in d["text"] and "above chance" in d["text"]
+    (run.run_dir / "diagnosis.json").unlink()  # the same verdict from metrics.jsonl
+    assert [c["name"] for c in summarize(run.run_dir)["conditions"]] == ["low_quality"]
 
 
 def test_monitor_leaves_training_unchanged_and_handles_images(tmp_path):

@@ -3,6 +3,7 @@ with config diff, sample grids, curves, metrics and diagnosis badges; loaded in 
 Chromium without console errors, and its screenshot shows the figures."""
 
 import base64
+import io
 import json
 import re
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import ganforge
 from ganforge.cli import main
@@ -34,8 +36,26 @@ def two_runs(tmp_path_factory):
     diag["healthy"] = False
     diag["conditions"] = [{"name": "mode_collapse", "step": 8, "last_step": 12, "count": 3,
                            "evidence": {"sign": "low coverage", "modes": 3, "modes_total": 25},
-                           "explanation": EXPLANATIONS["mode_collapse"], "remedies": remedies("mode_collapse", pts)}]
+                           "explanation": EXPLANATIONS["mode_collapse"], "remedies": remedies("mode_collapse", pts)},
+                          {"name": "low_quality", "step": 10, "last_step": 12, "count": 2,
+                           "evidence": {"hq": 0.031, "hq_chance": 0.0257, "lift": 1.2, "modes_above_chance": 3, "modes": 21,
+                                        "modes_total": 25, "trend": "flat", "window": [0.03, 0.028, 0.031], "hq_limit": 0.128},
+                           "explanation": EXPLANATIONS["low_quality"], "remedies": remedies("low_quality", pts)}]
     (root / "grid" / "diagnosis.json").write_text(json.dumps(diag))
+    # a two-configuration sweep of the same run: one marked off-manifold, one healthy
+    import shutil
+
+    sweep = root / "sweep"
+    for t in (0, 1):
+        shutil.copytree(root / "grid", sweep / f"trial-{t:03d}" / "seed-0")
+    healthy = {**diag, "healthy": True, "conditions": []}
+    (sweep / "trial-001" / "seed-0" / "diagnosis.json").write_text(json.dumps(healthy))
+    (sweep / "sweep.json").write_text(json.dumps({"recipe": "grid25", "params": {"optim.g.lr": [1e-4, 1e-3]}, "objective": "modes",
+                                                  "direction": "maximize", "seeds": 1, "sampler": "grid"}))
+    (sweep / "summary.csv").write_text(
+        "trial,optim.g.lr,mean,std,ci95_low,ci95_high,seeds,state,diagnosis,runs\n"
+        f"1,0.0001,20,0,20,20,1,complete,healthy,{sweep / 'trial-001' / 'seed-0'}\n"
+        f"0,0.001,21,0,21,21,1,complete,\"mode_collapse,low_quality\",{sweep / 'trial-000' / 'seed-0'}\n")
     img = resolve("digits-dcgan", FAST + ["data.image_size=16"])
     img.model.g.width = img.model.d.width = 8
     ganforge.train(img, out=root / "digits")
@@ -56,13 +76,30 @@ def test_page_is_self_contained_and_complete(page_path):
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', page)
     assert len(srcs) >= 10
     for s in srcs:
-        assert s.startswith("data:image/png;base64,")
-        assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+        data = base64.b64decode(s.split(",", 1)[1])
+        if s.startswith("data:image/jpeg;base64,"):  # photo-like sample grids, when smaller than PNG
+            assert data[:3] == b"\xff\xd8\xff"
+        else:
+            assert s.startswith("data:image/png;base64,") and data[:8] == b"\x89PNG\r\n\x1a\n"
+            # plots are palette PNGs (or grey images): a few times smaller than full-colour ones
+            assert Image.open(io.BytesIO(data)).mode in ("P", "L"), s[:60]
     for text in ("Config differences", "data.name", "grid25", "digits", "samples over training", "step 4", "step 8",
                  "losses and D outputs", "metrics over training", "mode collapse", "healthy", "low coverage",
-                 "fid", "42.5", "Final samples", "generated points and mode histogram", "Runs compared"):
+                 "fid", "42.5", "Final samples", "generated points and mode histogram", "Runs compared",
+                 "low quality", "samples off the data manifold", "hq=0.031 (uniform 0.0257)", "3/25 modes above chance (21 hit)",
+                 "--set loss.penalty=r1", "verdict (monitor)"):
         assert text in page, text
-    assert page.count('class="badge bad"') >= 2  # overview and the run's own header
+    assert page.count('class="badge bad"') >= 4  # both conditions in the overview and the run's own header
+
+
+def test_sweep_table_shows_each_configuration_s_verdict_and_why(two_runs):
+    page = write_report([two_runs / "sweep"], two_runs / "sweep.html").read_text()
+    table = page[page.index("<h2>Sweep"):page.index("</table>", page.index("<h2>Sweep"))]
+    rows = table.split("<tr")[2:]  # header first
+    assert len(rows) == 2
+    assert "healthy" in rows[0] and "low quality" not in rows[0] and "0.0001" in rows[0]
+    assert "low quality" in rows[1] and "hq=0.031 (uniform 0.0257), 3/25 modes above chance (21 hit), flat" in rows[1]
+    assert "mode collapse" in rows[1] and "sign=low coverage" in rows[1]
 
 
 def test_cli_report_of_one_run_defaults_to_its_directory(two_runs, capsys):

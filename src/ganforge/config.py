@@ -131,7 +131,7 @@ class TrainConfig:
     amp: str = "none"  # autocast dtype for forward passes: none | bf16 (no loss scaling needed)
     tensorboard: bool = False  # also log scalars and sample grids to <run>/tensorboard (pip install tensorboard)
     compile: bool = False  # torch.compile the networks (falls back to eager with a warning if unavailable)
-    fused: str = "auto"  # optimiser kernels: auto (fused on CUDA, foreach elsewhere) | fused | foreach
+    fused: str = "auto"  # Adam kernels: auto / fused (one fused kernel where torch has one: CPU, CUDA) | foreach
     cuda_graph: bool = False  # CUDA: replay each training iteration as one CUDA graph (eager elsewhere, with a warning)
 
 

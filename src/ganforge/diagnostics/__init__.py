@@ -13,6 +13,10 @@ mode_collapse                   diversity ratio < 0.5, or <= 50% of modes covere
                                 best coverage lost, on 3 consecutive sample checks
 oscillation                     mode histogram jumps (total variation >= 0.5) twice in 4 checks
                                 while coverage stays <= 50%
+low_quality                     2D, after 50% of the steps: on 3 consecutive checks the high-quality
+                                fraction is below min(0.2, 5 x that of a uniform spread over the data's
+                                box): samples off the data manifold; evidence: hq, chance level, modes
+                                hit and modes above chance, trend
 ==============================  ==============================================================
 
 :func:`summarize` reads a run's diagnosis (``diagnosis.json``, or re-derives it from
@@ -24,7 +28,10 @@ from .detectors import (
     CHECK_DETECTORS,
     ROW_DETECTORS,
     Thresholds,
+    above_chance,
+    chance_levels,
     detect_discriminator_overpowering,
+    detect_low_quality,
     detect_divergence,
     detect_mode_collapse,
     detect_oscillation,
@@ -36,7 +43,7 @@ from .monitor import DIAGNOSIS, Monitor, format_diagnosis, summarize
 
 __all__ = [
     "CHECK_DETECTORS", "CONDITIONS", "DIAGNOSIS", "EXPLANATIONS", "Monitor", "ROW_DETECTORS", "Thresholds",
-    "detect_discriminator_overpowering", "detect_divergence", "detect_mode_collapse", "detect_oscillation",
+    "above_chance", "chance_levels", "detect_discriminator_overpowering", "detect_divergence", "detect_low_quality", "detect_mode_collapse", "detect_oscillation",
     "detect_vanishing_generator_gradient", "format_diagnosis", "remedies", "sample_statistics", "summarize",
     "total_variation",
 ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from ..config import Experiment
 
-CONDITIONS = ("divergence", "discriminator_overpowering", "vanishing_generator_gradient", "mode_collapse", "oscillation")
+CONDITIONS = ("divergence", "discriminator_overpowering", "vanishing_generator_gradient", "mode_collapse", "oscillation",
+              "low_quality")
 
 EXPLANATIONS = {
     "divergence": (
@@ -32,6 +33,12 @@ EXPLANATIONS = {
     "oscillation": (
         "G hops between modes: the set of covered modes changes a lot from one check to the "
         "next while coverage stays low (G chases D's current weak spot instead of the data)"
+    ),
+    "low_quality": (
+        "samples off the data manifold: few generated points lie within 3 std of any mode (for several checks in a "
+        "row, or at the end of training), barely more than a uniform spread over the data's box would put there, so "
+        "mode counts say little "
+        "(the evidence gives the modes that still hold clearly more samples than chance)"
     ),
 }
 
@@ -96,4 +103,20 @@ def remedies(name: str, cfg: Experiment | None) -> list[dict[str, str]]:
             out.append(_r(f"optim.g.lr={_fmt(O.g.lr / 2)}", "a slower G follows D less greedily"))
         if L.penalty is None and not wasserstein:
             out.append(_r("loss.penalty=gp", "a gradient penalty (or loss.name=wgan-gp) smooths D's feedback"))
+    elif name == "low_quality":
+        if O.g.lr >= 1e-3:
+            out.append(_r(f"optim.g.lr={_fmt(O.g.lr / 4)} --set optim.d.lr={_fmt(O.d.lr / 4)}",
+                          "large steps keep G jittering around the modes instead of settling on them"))
+        elif O.g.lr <= 2e-5:
+            out.append(_r(f"optim.g.lr={_fmt(O.g.lr * 5)} --set optim.d.lr={_fmt(O.d.lr * 5)}",
+                          "G moves too slowly to reach the modes within train.steps"))
+        if O.g.schedule == "constant":
+            out.append(_r("optim.g.schedule=cosine --set optim.d.schedule=cosine",
+                          "a decaying learning rate lets G settle onto the modes at the end (the ring8 recipe's choice)"))
+        out.append(_r(f"train.steps={2 * cfg.train.steps}", "samples sharpen late: G may simply not have converged yet"))
+        if L.penalty is None and not wasserstein:
+            out.append(_r("loss.penalty=r1", "R1 on real data makes GAN training converge to the data locally (Mescheder et al. 2018)"))
+        if cfg.train.ema == 0 and O.g.schedule == "constant":  # with a decaying lr the average adds little (measured on ring8)
+            out.append(_r("train.ema=0.999", "an average of G's weights removes the jitter of a constant learning rate "
+                                             "(BN statistics are recomputed for it)"))
     return out

@@ -9,7 +9,11 @@ Two kinds of history feed them:
   set (:func:`sample_statistics`): ``diversity_ratio`` = MPD(fake) / MPD(real) with MPD the
   mean pairwise distance, and for 2D mixtures the PacGAN/VEEGAN numbers ``modes`` (modes
   holding at least one sample within 3 std of their centre), ``hq`` (fraction of such
-  samples) and ``hist`` (high-quality samples per mode).
+  samples) and ``hist`` (high-quality samples per mode), plus the chance levels that make
+  these numbers readable when few samples are high quality: ``hq_chance`` (the ``hq`` of
+  points spread uniformly over the data's bounding box, :func:`chance_levels`) and
+  ``modes_above_chance`` (modes holding clearly more high-quality samples than such a
+  uniform spread would put there).
 
 Each detector returns ``None`` or an *evidence* dict of numbers. Thresholds live in one
 :class:`Thresholds` dataclass, documented per field; they were set on the ring8/grid25
@@ -52,6 +56,8 @@ class Thresholds:
     diversity_low: float = 0.5  # collapse: MPD(fake) / MPD(real) below this ...
     recovery: float = 0.1  # ... unless it rose by more than this across the window (still growing)
     hq_min: float = 0.2  # mode counts are trusted only when this fraction of samples is high quality
+    quality_warmup: float = 0.5  # low quality: fraction of train.steps before it is judged (samples sharpen late)
+    hq_lift: float = 5.0  # low quality: hq below min(hq_min, hq_lift x hq of a uniform spread over the data's box)
     coverage_low: float = 0.5  # collapse / hopping: covered modes at most this fraction of all modes
     coverage_fall: float = 0.3  # collapse: lost this fraction of the best coverage seen so far
     hop_tv: float = 0.5  # hopping: total variation between consecutive mode histograms at least this
@@ -137,12 +143,49 @@ def detect_vanishing_generator_gradient(rows: list[Row], th: Thresholds = Thresh
 # --------------------------------------------------------------------------- sample checks
 
 
+def chance_levels(modes, std: float, threshold: float = 3.0, grid: int = 256) -> torch.Tensor:
+    """Per-mode chance levels ``p [K]``: the fraction of the data's bounding box (the mode
+    centres' box widened by ``threshold * std`` on each side) whose nearest centre is mode k
+    within ``threshold * std``, i.e. where a *high-quality* sample of mode k lies. Points
+    spread uniformly over the box are high quality with probability ``p.sum()``.
+
+    Each mode's region is measured on the cube of side ``2 threshold std`` around it: on the
+    midpoints of a ``grid``-per-side lattice (2D) or, in more dimensions, on ``grid ** 2``
+    seeded uniform points. With disjoint discs inside the box this is
+    ``K pi (threshold std)^2 / box area`` (tests/test_diagnostics.py checks that)."""
+    mu = torch.as_tensor(modes, dtype=torch.float64).cpu()  # [K, d]
+    k, d = mu.shape
+    r = threshold * float(std)
+    lo, hi = mu.min(0).values - r, mu.max(0).values + r  # [d] the data's box
+    if d == 2:
+        t = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid  # [G] cell midpoints in (0, 1)
+        u = torch.cartesian_prod(t, t)  # [G^2, 2]
+    else:
+        u = torch.rand(grid * grid, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    p = torch.zeros(k, dtype=torch.float64)
+    for i in range(k):
+        x = mu[i] - r + 2 * r * u  # [G^2, d] the cube around mode i
+        idx, hq = assign_modes(x, mu, std, threshold)
+        inside = ((x >= lo) & (x <= hi)).all(1)
+        p[i] = (hq & inside & (idx == i)).double().mean() * (2 * r) ** d
+    return p / float((hi - lo).prod())
+
+
+def above_chance(hist, n: int, chance: torch.Tensor, z: float = 3.0) -> int:
+    """Modes whose high-quality count ``hist[k]`` exceeds what ``n`` points spread uniformly
+    over the data's box would put there, ``n p_k``, by more than ``z`` Poisson standard
+    deviations ``sqrt(n p_k)``."""
+    expected = n * chance.double()  # [K]
+    return int((torch.as_tensor(hist, dtype=torch.float64) > expected + z * expected.sqrt()).sum())
+
+
 def sample_statistics(fake: torch.Tensor, real_mpd: float, modes=None, std: float | None = None,
-                      max_pairs: int = 1000) -> Check:
+                      max_pairs: int = 1000, chance: torch.Tensor | None = None) -> Check:
     """One check's numbers from generated samples ``fake [N, ...]`` (see module doc).
 
     ``real_mpd``: the data's mean pairwise distance on a sample of the same kind;
-    ``modes [K, d]``/``std``: the mixture's centres for 2D data (else no mode numbers).
+    ``modes [K, d]``/``std``: the mixture's centres for 2D data (else no mode numbers);
+    ``chance [K]``: :func:`chance_levels` of those modes (computed when not given).
     """
     fake = fake.detach().float().cpu().reshape(fake.shape[0], -1)  # [N, D]
     ok = torch.isfinite(fake).all(dim=1)
@@ -154,6 +197,8 @@ def sample_statistics(fake: torch.Tensor, real_mpd: float, modes=None, std: floa
         idx, hq = assign_modes(fake, modes, std)  # nearest centre, within 3 std
         hist = torch.bincount(idx[hq], minlength=len(modes))  # [K]
         out.update(modes=int((hist > 0).sum()), modes_total=len(modes), hq=float(hq.double().mean()), hist=hist.tolist())
+        chance = chance_levels(modes, std) if chance is None else chance
+        out.update(hq_chance=float(chance.sum()), modes_above_chance=above_chance(hist, len(fake), chance))
     return out
 
 
@@ -209,6 +254,35 @@ def detect_oscillation(checks: list[Check], th: Thresholds = Thresholds()) -> di
     return {"hops": hops, "tv": tv, "modes": [c["modes"] for c in w], "modes_total": w[-1]["modes_total"]}
 
 
+def detect_low_quality(checks: list[Check], th: Thresholds = Thresholds(), final: bool = False) -> dict | None:
+    """Samples off the data manifold (2D): on each of the last ``patience_checks`` checks
+    the high-quality fraction ``hq`` is below ``min(hq_min, hq_lift * hq_chance)``: too few
+    samples for mode counts to mean anything, and barely more than a uniform spread over the
+    data's box would give (``hq_chance``). Judged after ``quality_warmup`` (the monitor
+    passes only those checks). ``final``: the checks end with the last step's, and the run's
+    result is judged on the checks there are (at least one): a short run has fewer than
+    ``patience_checks`` checks after the warm-up. The evidence carries the coverage that can
+    still be read: modes hit at all, and modes holding clearly more samples than chance.
+
+    Images: the analogue would be the fraction of samples a trained classifier labels
+    confidently; the monitor has no classifier at hand during training, so this is 2D only."""
+    w = checks[-th.patience_checks:]
+    if not w or (len(w) < th.patience_checks and not final):
+        return None
+    if not all(_finite(c.get("hq")) and _finite(c.get("hq_chance")) for c in w):
+        return None
+    chance = w[-1]["hq_chance"]
+    limit = min(th.hq_min, th.hq_lift * chance)
+    hq = [c["hq"] for c in w]
+    if not all(h < limit for h in hq):
+        return None
+    first, last = hq[0], hq[-1]
+    trend = "rising" if last > 1.25 * first + 1e-9 else "falling" if last < 0.8 * first else "flat"
+    return {"hq": last, "hq_chance": chance, "lift": last / chance if chance > 0 else float("inf"),
+            "modes_above_chance": w[-1].get("modes_above_chance"), "modes": w[-1].get("modes"),
+            "modes_total": w[-1].get("modes_total"), "trend": trend, "window": hq, "hq_limit": limit}
+
+
 ROW_DETECTORS = {
     "divergence": detect_divergence,
     "discriminator_overpowering": detect_discriminator_overpowering,
@@ -217,4 +291,9 @@ ROW_DETECTORS = {
 CHECK_DETECTORS = {
     "mode_collapse": detect_mode_collapse,
     "oscillation": detect_oscillation,
+    "low_quality": detect_low_quality,
 }
+# check detectors judged only after a later warm-up than Thresholds.warmup: name -> Thresholds field
+CHECK_WARMUP = {"low_quality": "quality_warmup"}
+# check detectors that also judge the run's result at its last step (called with final=True there)
+FINAL_VERDICT = ("low_quality",)

@@ -3,8 +3,8 @@
 Every log row (``train.log_every`` steps) the row detectors look at the recent rows; every
 ``check_every`` rows (and on the last row) the monitor also draws a fixed-size sample from
 a fixed latent set (2,500 points for 2D data, as in the PacGAN/VEEGAN protocol; 256 images)
-and adds ``monitor/diversity_ratio`` (and ``monitor/modes``, ``monitor/hq`` for 2D
-mixtures) to the row. A condition is announced on stderr the first time it appears, listed
+and adds ``monitor/diversity_ratio`` (and ``monitor/modes``, ``monitor/hq``,
+``monitor/hq_chance``, ``monitor/modes_above_chance`` for 2D mixtures) to the row. A condition is announced on stderr the first time it appears, listed
 in the row's ``monitor/alerts`` while it holds, and recorded in ``diagnosis.json``
 (written when a condition first appears and at the end of training). Divergence also sets
 ``stop_requested``: the loop checkpoints and stops.
@@ -30,7 +30,7 @@ from ..config import Experiment
 from ..io import write_json
 from ..metrics.diversity import mean_pairwise_distance
 from .conditions import EXPLANATIONS, remedies
-from .detectors import CHECK_DETECTORS, ROW_DETECTORS, STAT_PREFIXES, Thresholds, sample_statistics
+from .detectors import CHECK_DETECTORS, CHECK_WARMUP, FINAL_VERDICT, ROW_DETECTORS, STAT_PREFIXES, Thresholds, chance_levels, sample_statistics
 
 DIAGNOSIS = "diagnosis.json"
 KEEP_ROWS = 32  # recent log rows kept (besides the first baseline_logs), enough for every window
@@ -74,7 +74,7 @@ class Monitor:
         self.conditions: dict[str, dict] = {}  # name -> record, in order of appearance
         self.n_logs = 0
         self.seconds = 0.0  # time spent in the monitor
-        self._ref: tuple | None = None  # (latents, real MPD, modes, std): rebuilt, never saved
+        self._ref: tuple | None = None  # (latents, real MPD, modes, std, chance levels): rebuilt, never saved
         self._new: list[str] = []  # conditions that appeared in the last evaluate()
         self._no_checks = False  # set when the generator cannot be sampled from latents
 
@@ -87,13 +87,14 @@ class Monitor:
             z = torch.randn(n, trainer.cfg.model.z_dim, generator=gen).to(trainer.device)
             real = data.x[torch.randperm(len(data.x), generator=gen)[:n]]
             real_mpd = mean_pairwise_distance(real, max_samples=1000, seed=0)
-            self._ref = (z, real_mpd, data.modes, data.mode_std)
+            chance = chance_levels(data.modes, data.mode_std) if data.modes is not None else None
+            self._ref = (z, real_mpd, data.modes, data.mode_std, chance)
         return self._ref
 
     def check(self, trainer) -> dict:
         """Sample statistics of the generator now (see :func:`sample_statistics`)."""
-        z, real_mpd, modes, std = self._reference(trainer)
-        c = sample_statistics(trainer.sample(z), real_mpd, modes, std)
+        z, real_mpd, modes, std, chance = self._reference(trainer)
+        c = sample_statistics(trainer.sample(z), real_mpd, modes, std, chance=chance)
         c["step"] = int(trainer.step)
         return c
 
@@ -124,7 +125,7 @@ class Monitor:
         b = self.th.baseline_logs
         if len(self.rows) > b + KEEP_ROWS:
             self.rows = self.rows[:b] + self.rows[-KEEP_ROWS:]
-        active = self.evaluate(cfg, int(row.get("step", trainer.step)), checked=bool(extra))
+        active = self.evaluate(cfg, int(row.get("step", trainer.step)), checked=bool(extra), final=last)
         if active:
             extra["monitor/alerts"] = active
         if "divergence" in active and not self.stop_requested:
@@ -139,7 +140,8 @@ class Monitor:
         t0 = time.perf_counter()
         if (not self.checks or self.checks[-1]["step"] != trainer.step) and (c := self._try_check(trainer)) is not None:
             self.checks.append(c)
-            self.evaluate(self.cfg or trainer.cfg, trainer.step, checked=True, rows=False)
+            self.evaluate(self.cfg or trainer.cfg, trainer.step, checked=True, rows=False,
+                          final=trainer.step >= (self.cfg or trainer.cfg).train.steps)
         self.seconds += time.perf_counter() - t0
         self.write(trainer.run_dir, trainer)
 
@@ -152,8 +154,9 @@ class Monitor:
             rows = {"divergence": rows["divergence"]}
         return rows, dict(CHECK_DETECTORS)
 
-    def evaluate(self, cfg: Experiment | None, step: int, checked: bool, rows: bool = True) -> list[str]:
-        """Run the detectors on the history; record new conditions; return the active names."""
+    def evaluate(self, cfg: Experiment | None, step: int, checked: bool, rows: bool = True, final: bool = False) -> list[str]:
+        """Run the detectors on the history; record new conditions; return the active names.
+        ``final``: the last check is the last step's (the run's result is judged too)."""
         row_det, check_det = self.detectors(cfg)
         found: dict[str, dict] = {}
         if rows:
@@ -162,11 +165,14 @@ class Monitor:
             total = cfg.train.steps if cfg is not None else 0
             images = bool(self.checks) and "modes" not in self.checks[-1]  # no known modes: image data
             warmup = self.th.image_warmup if images else self.th.warmup
-            checks = [c for c in self.checks if c["step"] >= warmup * total]
             nonfinite = self.checks[-1].get("nonfinite") if self.checks else None
             if nonfinite:
                 found.setdefault("divergence", {"nonfinite_samples": nonfinite})
-            found.update({n: ev for n, f in check_det.items() if (ev := f(checks, self.th)) is not None})
+            for n, f in check_det.items():
+                start = max(warmup, getattr(self.th, CHECK_WARMUP[n])) if n in CHECK_WARMUP else warmup
+                kw = {"final": True} if final and n in FINAL_VERDICT else {}
+                if (ev := f([c for c in self.checks if c["step"] >= start * total], self.th, **kw)) is not None:
+                    found[n] = ev
         self._new = []
         for name, ev in found.items():
             rec = self.conditions.get(name)
@@ -261,7 +267,7 @@ def summarize(run_dir: str | Path) -> dict:
             if checked:
                 c = {k.split("/", 1)[1]: v for k, v in r.items() if k.startswith("monitor/") and k != "monitor/alerts"}
                 m.checks.append({"step": r.get("step", 0), **c})
-            m.evaluate(cfg, int(r.get("step", 0)), checked=checked)
+            m.evaluate(cfg, int(r.get("step", 0)), checked=checked, final=cfg is not None and r.get("step", 0) >= cfg.train.steps)
         d = m.diagnosis()
         d["source"] = "metrics.jsonl" if rows else "none"
     d["text"] = format_diagnosis(d)
@@ -271,7 +277,11 @@ def summarize(run_dir: str | Path) -> dict:
 def format_diagnosis(d: dict) -> str:
     """A few lines: healthy or the conditions, each with its first step, evidence and remedies."""
     s = d.get("summary", {})
-    cov = f"{s['modes']}/{s['modes_total']} modes, hq {s['hq']:.2f}, " if "modes" in s and "modes_total" in s else ""
+    cov = ""
+    if "modes" in s and "modes_total" in s:
+        sig = f" ({s['modes_above_chance']} above chance)" if isinstance(s.get("modes_above_chance"), int) else ""
+        chance = f" (uniform: {s['hq_chance']:.3f})" if isinstance(s.get("hq_chance"), (int, float)) else ""
+        cov = f"{s['modes']}/{s['modes_total']} modes hit{sig}, hq {s['hq']:.3f}{chance}, "
     div = f"diversity ratio {s['diversity_ratio']:.2f}" if isinstance(s.get("diversity_ratio"), (int, float)) else ""
     lines = [("healthy" if d.get("healthy") else "conditions: " + ", ".join(c["name"] for c in d.get("conditions", [])))
              + (f" ({cov}{div})" if cov or div else "")]

@@ -1,4 +1,10 @@
-"""Figures for the HTML report, as ``data:image/png;base64,...`` URIs (no files, no network)."""
+"""Figures for the HTML report, as ``data:image/...;base64,...`` URIs (no files, no network).
+
+Size: a report embeds every figure, so each one is encoded compactly. Plots and 2D
+scatters (flat colours) become palette PNGs of at most ``PLOT_COLORS`` colours, about a
+quarter of the size of the full-colour PNG and visually the same; photo-like sample grids
+become JPEG (quality ``JPEG_QUALITY``) when that is smaller than the lossless PNG.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,34 @@ from .plots import _series, moving_average, plot_curves
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+PLOT_COLORS = 128  # palette size of plot / scatter figures
+JPEG_QUALITY = 85  # sample grids (photo-like images)
+
+
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+def encode(im, photo: bool = False) -> str:
+    """A PIL image → the smaller of its compact encodings, as a data URI: a palette PNG
+    (plots: flat colours, no dithering), or for ``photo`` images the lossless PNG or JPEG."""
+    from PIL import Image
+
+    def png(x) -> bytes:
+        buf = io.BytesIO()
+        x.save(buf, format="PNG", optimize=True)
+        return buf.getvalue()
+
+    if im.mode not in ("RGB", "L"):
+        im = im.convert("RGB")  # (matplotlib writes opaque RGBA)
+    if not photo:
+        colors = im.getcolors(PLOT_COLORS)
+        q = im if colors is not None else im.quantize(PLOT_COLORS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        return data_uri(png(q))
+    lossless = png(im)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return data_uri(buf.getvalue(), "image/jpeg") if len(buf.getvalue()) < len(lossless) else data_uri(lossless)
 
 
 def _plt():
@@ -29,34 +61,41 @@ def _plt():
 
 
 def figure_uri(fig, dpi: int = 80) -> str:
-    """A matplotlib figure → PNG data URI (the figure is closed)."""
+    """A matplotlib figure → palette-PNG data URI (the figure is closed)."""
+    from PIL import Image
+
     plt = _plt()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
-    return data_uri(buf.getvalue())
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.load()
+        return encode(im)
 
 
-def image_uri(path: str | Path, width: int | None = None) -> str:
-    """A PNG file → data URI, downscaled to ``width`` pixels when wider (a thumbnail)."""
+def image_uri(path: str | Path, width: int | None = None, photo: bool = False) -> str:
+    """A PNG file → data URI, downscaled to ``width`` pixels when wider (a thumbnail);
+    ``photo``: a sample grid of images rather than a plot (see :func:`encode`)."""
     from PIL import Image
 
     with Image.open(path) as im:
         im.load()
         if width and im.width > width:
             im = im.resize((width, max(1, round(im.height * width / im.width))), Image.LANCZOS)
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", optimize=True)
-    return data_uri(buf.getvalue())
+        return encode(im, photo)
 
 
-def curves_uri(rows: list[dict], title: str = "", span: int = 10) -> str | None:
+def curves_uri(rows: list[dict], title: str = "", span: int = 10, width: int = 900) -> str | None:
     """Losses and D outputs with moving averages (the run's curves.png figure, redrawn)."""
     if not rows:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         p = plot_curves(rows, Path(tmp) / "curves.png", title=title, span=span)
-        return image_uri(p, width=900)
+        return image_uri(p, width=width)
+
+
+CONSTANT_SERIES = ("monitor/hq_chance",)  # logged with every check but fixed by the data: not plotted
 
 
 def metric_keys(rows: list[dict]) -> list[str]:
@@ -65,12 +104,12 @@ def metric_keys(rows: list[dict]) -> list[str]:
     for r in rows:
         for k, v in r.items():
             if (k.startswith(("eval/", "monitor/")) or k in ("fid", "kid_mean", "modes", "hq", "coverage")) \
-                    and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    and k not in CONSTANT_SERIES and isinstance(v, (int, float)) and not isinstance(v, bool):
                 keys[k] = None
     return list(keys)
 
 
-def metrics_uri(rows: list[dict], span: int = 5) -> str | None:
+def metrics_uri(rows: list[dict], span: int = 5, dpi: int = 80) -> str | None:
     """One small panel per evaluation/monitor series: raw points and moving average."""
     keys = metric_keys(rows)
     if not keys:
@@ -91,7 +130,7 @@ def metrics_uri(rows: list[dict], span: int = 5) -> str | None:
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.tight_layout()
-    return figure_uri(fig)
+    return figure_uri(fig, dpi)
 
 
 def compare_uri(series: list[tuple[str, list[dict]]], key: str, span: int = 5) -> str | None:
@@ -116,7 +155,7 @@ def compare_uri(series: list[tuple[str, list[dict]]], key: str, span: int = 5) -
     return figure_uri(fig)
 
 
-def points_uri(run_dir: str | Path, n: int = 2500) -> tuple[str, dict] | None:
+def points_uri(run_dir: str | Path, n: int = 2500, dpi: int = 80) -> tuple[str, dict] | None:
     """For a 2D-mixture run: generated points over real points and mode centres, beside the
     histogram of high-quality samples per mode (PacGAN counting). Returns (uri, counts)."""
     import ganforge
@@ -154,4 +193,4 @@ def points_uri(run_dir: str | Path, n: int = 2500) -> tuple[str, dict] | None:
     a2.set_title(f"modes {int(counts['modes'])}/{len(hist)}, hq {counts['hq']:.2f}, rkl {counts['rkl']:.2f}", fontsize=10)
     a2.legend(fontsize=7)
     fig.tight_layout()
-    return figure_uri(fig), counts
+    return figure_uri(fig, dpi), counts

@@ -1,12 +1,16 @@
 """``ganforge report RUN [RUN ...] --out report.html``: one self-contained HTML page.
 
 No network is needed to view it: images are base64 ``data:`` URIs, the CSS is inline and
-there is no JavaScript. The page holds, for the runs given (a sweep directory stands for
-its runs, in the order of its summary table):
+there is no JavaScript. Figures are embedded compactly (palette PNG plots, JPEG sample grids
+when smaller; see figures.py), and runs shown folded (all but the first of a sweep) get
+smaller figures. The page holds, for the runs given (a sweep directory stands for its runs,
+in the order of its summary table):
 
-* an overview table: each run's health badge (``healthy`` or the monitor's condition
-  names) with the first piece of evidence, status, steps, headline metric, final D outputs;
-* for a sweep: its summary table (objective mean ± std, 95% interval per configuration);
+* an overview table: each run's verdict (``healthy`` or the monitor's conditions, each with
+  its key evidence), the last sample check (modes, above chance, hq vs chance, diversity),
+  status, steps, headline metric, final D outputs;
+* for a sweep: its summary table (objective mean ± std, 95% interval per configuration)
+  with each configuration's verdict and why, per seed;
 * the config keys that differ between the runs, and a gallery of final samples;
 * per run: the diagnosis with evidence and remedies, the final samples (2D: generated over
   real points and the mode histogram), the fixed-noise sample grids over training
@@ -30,7 +34,9 @@ from .figures import compare_uri, curves_uri, image_uri, metrics_uri, points_uri
 from .html_style import CSS
 
 MAX_SERIES = 8  # sample grids shown per run (evenly spaced over training, final included)
+FOLDED_SERIES = 4  # the same for a run shown folded (compact: every figure smaller)
 OPEN_RUNS = 4  # runs shown expanded (the others fold into <details>)
+STRIP_WIDTH = 180  # pixels of the sample thumbnails over training (shown 150 px wide)
 
 
 def esc(x) -> str:
@@ -129,13 +135,47 @@ def badges(r: dict) -> str:
     return "".join(out)
 
 
+# the evidence that says most about each condition, in order (others: the first three items)
+KEY_EVIDENCE = {
+    "low_quality": ("hq", "hq_chance", "modes_above_chance", "modes", "trend"),
+    "mode_collapse": ("sign", "modes", "modes_total", "diversity_ratio", "hq", "peak"),
+    "oscillation": ("hops", "modes", "modes_total"),
+    "divergence": ("nonfinite", "nonfinite_samples", "loss", "value"),
+    "discriminator_overpowering": ("d_real", "d_fake"),
+    "vanishing_generator_gradient": ("ratio", "d_fake"),
+}
+
+
+def short_evidence(c: dict) -> str:
+    """One condition's key evidence as ``key=value, ...`` (plain text)."""
+    ev = c.get("evidence", {})
+    keys = [k for k in KEY_EVIDENCE.get(c.get("name"), ()) if k in ev] or list(ev)[:3]
+    if c.get("name") == "low_quality" and "modes_above_chance" in ev and "modes_total" in ev:
+        parts = [f"hq={_fmt(ev.get('hq'), 3)} (uniform {_fmt(ev.get('hq_chance'), 3)})",
+                 f"{ev['modes_above_chance']}/{ev['modes_total']} modes above chance ({ev.get('modes')} hit)",
+                 f"{ev.get('trend')}"]
+        return ", ".join(parts)
+    return ", ".join(f"{k}={_fmt(ev[k], 3)}" for k in keys)
+
+
 def why(r: dict) -> str:
-    conds = r["diag"].get("conditions", [])
-    if not conds:
-        return ""
-    c = conds[0]
-    ev = ", ".join(f"{k}={_fmt(v)}" for k, v in list(c.get("evidence", {}).items())[:3])
-    return f'<div class="why">{esc(c["name"].replace("_", " "))} from step {esc(c.get("step", "?"))}: {esc(ev)}</div>'
+    """Each condition of a run on one line: name, first step, key evidence."""
+    return "".join(f'<div class="why">{esc(c["name"].replace("_", " "))} from step {esc(c.get("step", "?"))}: '
+                   f"{esc(short_evidence(c))}</div>" for c in r["diag"].get("conditions", []))
+
+
+def sample_facts(diag: dict) -> str:
+    """The last sample check in a few words: modes (2D), hq with its chance level, diversity."""
+    s = diag.get("summary", {})
+    out = []
+    if isinstance(s.get("modes"), int) and s.get("modes_total"):
+        sig = f" ({s['modes_above_chance']} above chance)" if isinstance(s.get("modes_above_chance"), int) else ""
+        out.append(f"{s['modes']}/{s['modes_total']} modes{sig}")
+    if isinstance(s.get("hq"), (int, float)):
+        out.append(f"hq {_fmt(s['hq'], 3)}" + (f" (uniform {_fmt(s['hq_chance'], 2)})" if isinstance(s.get("hq_chance"), (int, float)) else ""))
+    if isinstance(s.get("diversity_ratio"), (int, float)):
+        out.append(f"diversity {_fmt(s['diversity_ratio'], 3)}")
+    return " · ".join(out) or "–"
 
 
 def headline(r: dict) -> str:
@@ -150,17 +190,19 @@ def overview(runs: list[dict]) -> str:
         info = r["info"]
         rows.append(
             f'<tr><td><a href="#run-{i}">{esc(r["label"])}</a></td><td>{badges(r)}{why(r)}</td>'
-            f'<td>{esc(info["status"])}</td><td class="num">{info["step"]}/{info["steps"]}</td><td>{headline(r)}</td>'
+            f'<td>{esc(sample_facts(r["diag"]))}</td><td>{esc(info["status"])}</td><td class="num">{info["step"]}/{info["steps"]}</td><td>{headline(r)}</td>'
             f'<td class="num">{_fmt(last.get("d/real"), 3)}</td><td class="num">{_fmt(last.get("d/fake"), 3)}</td></tr>')
-    return ('<section class="card"><h2>Overview</h2><table><tr><th>run</th><th>health</th><th>status</th><th>steps</th>'
+    return ('<section class="card"><h2>Overview</h2><table><tr><th>run</th><th>verdict (monitor)</th><th>last sample check</th><th>status</th><th>steps</th>'
             '<th>metric</th><th>D(x)</th><th>D(G(z))</th></tr>' + "".join(rows) + "</table></section>")
 
 
-def sweep_section(sweep_dir: Path) -> str:
+def sweep_section(sweep_dir: Path, by_dir: dict | None = None) -> str:
+    """The sweep's summary table; ``by_dir`` (run dir parts[-2:] -> run data) adds each
+    configuration's verdict: the monitor's conditions with their key evidence, per seed."""
     req = json.loads((sweep_dir / "sweep.json").read_text(encoding="utf-8"))
     rows = sweep_rows(sweep_dir)
     keys = list(req.get("params", {}))
-    head = "".join(f"<th>{esc(k)}</th>" for k in ["rank", "trial", *keys, f"{req.get('objective')} mean", "std", "95% CI", "seeds", "state", "diagnosis"])
+    head = "".join(f"<th>{esc(k)}</th>" for k in ["rank", "trial", *keys, f"{req.get('objective')} mean", "std", "95% CI", "seeds", "state", "verdict (monitor)"])
     body = []
     for i, row in enumerate(rows, 1):
         def num(k):
@@ -171,6 +213,10 @@ def sweep_section(sweep_dir: Path) -> str:
 
         diag = "".join(f'<span class="badge {"ok" if s == "healthy" else "bad"}">{esc(s.replace("_", " "))}</span>'
                        for part in row.get("diagnosis", "").split(";") for s in part.strip().split(",") if s.strip())
+        seeds = [by_dir[k] for k in (Path(d).parts[-2:] for d in row.get("runs", "").split()) if by_dir and k in by_dir]
+        if seeds:  # the runs' own diagnoses (evidence included) rather than the names in summary.csv
+            diag = "".join((f'<div><a href="#run-{r["index"]}">{esc(Path(r["dir"]).name)}</a> ' if len(seeds) > 1 else "<div>")
+                           + badges(r) + why(r) + f'<div class="why">{esc(sample_facts(r["diag"]))}</div></div>' for r in seeds)
         cls = ' class="best"' if i == 1 and row.get("mean") else ""
         body.append(f"<tr{cls}><td>{i}</td><td>{esc(row['trial'])}</td>" + "".join(f"<td>{esc(row.get(k, ''))}</td>" for k in keys)
                     + f'<td class="num">{num("mean")}</td><td class="num">{num("std")}</td>'
@@ -209,7 +255,7 @@ def gallery_section(runs: list[dict]) -> str:
     figs = []
     for i, r in enumerate(runs):
         if r["final"].is_file():
-            figs.append(f'<figure><a href="#run-{i}"><img alt="final samples of {esc(r["label"])}" src="{image_uri(r["final"], 260)}"></a>'
+            figs.append(f'<figure><a href="#run-{i}"><img alt="final samples of {esc(r["label"])}" src="{image_uri(r["final"], 220, photo=not r["points"])}"></a>'
                         f"<figcaption>{esc(r['label'])}<br>{badges(r)}</figcaption></figure>")
     if len(figs) < 2:
         return ""
@@ -228,7 +274,8 @@ def compare_section(runs: list[dict]) -> str:
 def diagnosis_html(diag: dict) -> str:
     conds = diag.get("conditions", [])
     s = diag.get("summary", {})
-    facts = ", ".join(f"{k} {_fmt(s[k], 3)}" for k in ("modes", "hq", "diversity_ratio", "d/real", "d/fake") if k in s)
+    facts = ", ".join(f"{k} {_fmt(s[k], 3)}" for k in ("modes", "modes_above_chance", "hq", "hq_chance", "diversity_ratio", "d/real", "d/fake")
+                      if k in s)
     if not conds:
         text = "healthy" if diag.get("source") != "none" else "no diagnosis recorded"
         return f'<div class="diag"><b>{text}</b>{" — " + esc(facts) if facts else ""}</div>'
@@ -248,19 +295,20 @@ def run_section(i: int, r: dict) -> str:
     meta = (f"{esc(d)} · recipe {esc(cfg.name)} · {info['step']}/{info['steps']} steps · {esc(info['status'])}"
             + (f" · {secs:.0f} s" if isinstance(secs, (int, float)) else "") + f" · seed {cfg.train.seed}")
     top = []
+    full = r.get("open", True)  # folded runs (past the first of a sweep) get smaller figures
     try:
-        pts = points_uri(d) if _is_points(r) else None
+        pts = points_uri(d, dpi=80 if full else 56) if r["points"] else None
     except GanforgeError:  # no weights yet (a run that just started)
         pts = None
     if pts is not None:
         top.append(f'<figure><img alt="generated points and mode histogram" src="{pts[0]}"><figcaption>2,500 samples (seed 0)</figcaption></figure>')
     elif r["final"].is_file():
-        top.append(f'<figure><img alt="final samples" src="{image_uri(r["final"], 360)}"><figcaption>final samples (fixed noise)</figcaption></figure>')
-    if (u := curves_uri(r["rows"], title=cfg.name)) is not None:
+        top.append(f'<figure><img alt="final samples" src="{image_uri(r["final"], 360, photo=True)}"><figcaption>final samples (fixed noise)</figcaption></figure>')
+    if (u := curves_uri(r["rows"], title=cfg.name, width=900 if full else 600)) is not None:
         top.append(f'<figure><img alt="training curves" src="{u}"><figcaption>losses and D outputs (light: raw, bold: moving average)</figcaption></figure>')
-    strip = "".join(f'<figure><img alt="{esc(p.stem)}" src="{image_uri(p, 220)}"><figcaption>{esc(_step_name(p))}</figcaption></figure>'
-                    for p in r["series"])
-    mu = metrics_uri(r["rows"])
+    strip = "".join(f'<figure><img alt="{esc(p.stem)}" src="{image_uri(p, STRIP_WIDTH if full else 150, photo=not r["points"])}"><figcaption>{esc(_step_name(p))}</figcaption></figure>'
+                    for p in (r["series"] if full else thin(r["series"], FOLDED_SERIES)))
+    mu = metrics_uri(r["rows"], dpi=80 if full else 56)
     ev = r["eval"].get("metrics", {})
     ev_html = ""
     if ev:
@@ -274,6 +322,13 @@ def run_section(i: int, r: dict) -> str:
     opened = " open" if r.get("open") else ""
     return (f'<section class="card" id="run-{i}"><details class="run"{opened}><summary>{esc(r["label"])} {badges(r)}</summary>'
             f"{body}</details></section>")
+
+
+def thin(items: list, n: int) -> list:
+    """At most ``n`` of ``items``, evenly spaced, first and last included."""
+    if len(items) <= n:
+        return items
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
 
 def _is_points(r: dict) -> bool:
@@ -305,6 +360,8 @@ def build_html(paths: Sequence[str | Path], title: str | None = None) -> str:
         if d.parts[-2:] in pruned and r["info"]["status"] != "done":
             r["info"]["status"] = pruned[d.parts[-2:]].split(" (")[0]  # "pruned at step N"
         r["label"] = _label(d, base)
+        r["points"] = _is_points(r)
+        r["index"] = i
         r["open"] = i < (1 if len(dirs) > OPEN_RUNS else OPEN_RUNS)
         runs.append(r)
     title = title or ("sweep " + str(sweeps[0]) if base else "ganforge report: " + ", ".join(r["label"] for r in runs[:4])
@@ -314,7 +371,8 @@ def build_html(paths: Sequence[str | Path], title: str | None = None) -> str:
     parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
              f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
              f"<header><h1>{esc(title)}</h1><p>{len(runs)} run(s), {len(runs) - n_bad} healthy, {n_bad} with conditions · generated {when} by ganforge</p></header><main>"]
-    parts += [sweep_section(s) for s in sweeps]
+    by_dir = {Path(r["dir"]).parts[-2:]: r for r in runs}
+    parts += [sweep_section(s, by_dir) for s in sweeps]
     parts += [overview(runs), config_diff_section(runs), gallery_section(runs), compare_section(runs)]
     parts += [run_section(i, r) for i, r in enumerate(runs)]
     parts.append("</main></body></html>\n")

@@ -192,6 +192,7 @@ class _Ensemble:
         self.opt = {"d": _optimizer(cfg.optim.d, self.d_params), "g": _optimizer(cfg.optim.g, self.g_params)}
         self.sched = {k: build_scheduler(getattr(cfg.optim, k), o, t.steps) for k, o in self.opt.items()}
         self.ema = {k: v.detach().clone() for k, v in self.G.params.items()} if t.ema > 0 else None
+        self._ema_gens: dict[tuple[int, int], nn.Module] = {}  # (step, seed) -> EMA generator with its BN statistics
         self.stats = _SeedStats()
         self.step = 0
         self.elapsed = 0.0
@@ -269,6 +270,11 @@ class _Ensemble:
         """Every seed's samples of the same z [n, z_dim] in eval mode (EMA weights when on): [S, n, ...]."""
         if self._cache is not None and self._cache[0] == self.step and self._cache[1] is z:
             return self._cache[2]
+        if self.ema is not None and self._ema_needs_bn():  # per seed: BN statistics recomputed for the EMA weights
+            zd = z.to(self.device)
+            out = torch.stack([torch.cat([self.generator(s)(c) for c in zd.split(1000)]) for s in range(self.S)])
+            self._cache = (self.step, z, out)
+            return out
         params = self.G.params
         if self.ema is not None:
             self.G.params = self.ema
@@ -280,12 +286,25 @@ class _Ensemble:
         self._cache = (self.step, z, out)  # the monitor's views ask for the same z once per seed
         return out
 
-    def generator(self, s: int) -> nn.Module:
-        """Seed s's generator as an ordinary module (what the Trainer would export)."""
-        from ..nets import build_generator
+    def _ema_needs_bn(self) -> bool:
+        return any(k.endswith("running_mean") for k in self.G.state_dict(0))
 
+    def generator(self, s: int) -> nn.Module:
+        """Seed s's generator as an ordinary module (what the Trainer would export): with EMA,
+        the averaged weights and BN statistics recomputed for them (training/ema.py), cached
+        per step."""
+        from ..nets import build_generator
+        from .ema import refresh_bn
+
+        key = (self.step, s)
+        if self.ema is not None and key in self._ema_gens:
+            return self._ema_gens[key]
         G = build_generator(self.cfg.model.g, self.cfg.model.z_dim, self.shape).to(self.device)
         G.load_state_dict(self.G.state_dict(s, self.ema))
+        if self.ema is not None:
+            refresh_bn(G)
+            self._ema_gens = {k: v for k, v in self._ema_gens.items() if k[0] == self.step}
+            self._ema_gens[key] = G.eval()
         return G.eval()
 
 
@@ -340,7 +359,7 @@ def _checkpoint(ens: _Ensemble, s: int, callbacks: list) -> None:
         "rng": rng, "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in callbacks],
     }
     if ens.ema is not None:
-        state["ema"] = ens.G.state_dict(s, ens.ema)
+        state["ema"] = ens.generator(s).state_dict()
     save_checkpoint(ens.dirs[s] / "checkpoints" / "last.pt", state)
 
 

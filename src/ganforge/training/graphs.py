@@ -19,6 +19,8 @@ How it stays equivalent to the eager loop:
 - **statistics**: :class:`~ganforge.methods.base.Stats` accumulates in place into
   buffers that exist before capture; the counts of the captured reports are added on the
   host after each replay.
+- **EMA**: the averaged weights are updated in the graph; the host marks the EMA copy's
+  BatchNorm statistics stale after each replay, as an eager update does (ema.py).
 - **log steps** run eagerly (they report gradient norms and read the statistics), on the
   same parameters and optimiser states.
 
@@ -96,6 +98,8 @@ class StepGraph:
             buf.copy_(tr.stream.next_index())
         self.graph.replay()
         tr.stats.add_counts(self.counts)
+        if tr.ema is not None:
+            tr.ema.mark_updated()
         return True
 
     def _warmup(self, ctx: Context) -> None:
