@@ -236,6 +236,15 @@ class _Ensemble:
 
     def g_step(self, log: bool) -> None:
         logits = self.D.discriminator(self.packed(self.G.generator(self.z(self.cfg.train.batch), train=True)))  # [S, B/m]
+        r = self.cfg.remedies
+        if r.top_k:  # top-k training (remedies.top_k_count): G's loss on each seed's k best-scored fakes
+            from ..remedies import top_k_count
+
+            k = top_k_count(logits.shape[1], r.top_k, r.top_k_decay, self.step)
+            if k < logits.shape[1]:
+                logits = torch.topk(logits, k, dim=1, sorted=False).values
+            if log:
+                self.stats.report("remedy/top_k", torch.full((self.S,), float(k), device=logits.device))
         if self.cfg.loss.name == "saturating":
             loss = -F.softplus(logits).mean(1)  # minimise log(1 - D(G(z)))
         else:
