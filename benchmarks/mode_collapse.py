@@ -23,6 +23,12 @@ against the same baseline; ``recommended`` is the shipped recipe (``ring8.yaml``
 ``grid25.yaml``) unchanged. Results: ``OUT/results.json`` (every run: config, overrides, seed,
 numbers, seconds) and ``OUT/results.md`` (mean ± standard error per configuration). Runs are
 appended to the JSON as they finish; ``--resume`` skips the runs already in it.
+
+``--refine drs|langevin`` also scores, for every 2D run, 2,500 *D-guided* samples
+(``ganforge.sampling``: discriminator rejection sampling, or Langevin dynamics in z on
+``||z||^2/2 - logit D(G(z))``), stored under ``refined`` in the JSON and tabulated separately:
+they are the generator corrected by its discriminator, not the generator's own samples, and the
+main numbers (and ``target_met``) are always the generator's own.
 """
 
 from __future__ import annotations
@@ -48,12 +54,14 @@ PLAIN: dict[str, list[str]] = {
         "optim.g.lr=1e-4", "optim.d.lr=1e-4", "optim.g.schedule=constant", "optim.d.schedule=constant",
         "optim.g.beta1=0.5", "optim.d.beta1=0.5", "optim.g.beta2=0.999", "optim.d.beta2=0.999",
         "model.g.width=400", "model.g.depth=4", "model.d.width=200", "model.d.depth=3", "model.d.maxout=5",
+        "model.g.norm=batch", "model.z_dim=2", "loss.name=ns", "remedies.top_k=0", "optim.n_critic=1",
     ],
     "grid25": [
         "remedies.pack=1", "train.ema=0", "train.batch=100",
         "optim.g.lr=1e-4", "optim.d.lr=1e-4", "optim.g.schedule=constant", "optim.d.schedule=constant",
         "optim.g.beta1=0.5", "optim.d.beta1=0.5", "optim.g.beta2=0.999", "optim.d.beta2=0.999",
         "model.g.width=400", "model.g.depth=4", "model.d.width=200", "model.d.depth=3", "model.d.maxout=5",
+        "model.g.norm=batch", "model.z_dim=2", "loss.name=ns", "remedies.top_k=0", "optim.n_critic=1",
     ],
     # digits-dcgan recipe on the stacked data, without its EMA
     "stacked-digits": ["data.name=stacked-digits", "train.ema=0"],
@@ -85,6 +93,8 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "madgan": ("MAD-GAN, 3 generators (Ghosh et al. 2018)", ["method=madgan", "remedies.generators=3"]),
     "mrgan": ("MRGAN, lambda1 0.2, lambda2 0.4 (Che et al. 2017)", ["method=mrgan"]),
     "pullaway": ("EBGAN pull-away term, weight 0.1 (Zhao et al. 2017)", ["remedies.pull_away=0.1"]),
+    "topk": ("top-k training: G's loss on the k fakes D scores highest, k from the batch down to half (Sinha et al. 2020)",
+             ["remedies.top_k=0.5"]),
     "cosine": ("lr 2e-4 with cosine decay to 1e-6 for G and D (the recommended recipes' schedule, no packing)",
                ["optim.g.lr=2e-4", "optim.d.lr=2e-4", "optim.g.schedule=cosine", "optim.d.schedule=cosine",
                 "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]),
@@ -153,6 +163,19 @@ def run_one(job: dict) -> dict:
 
             m = count_modes_2d(run.sample(TWO_D_SAMPLES, seed=10_000 + seed), data.modes, data.mode_std)
             rec.update(modes=int(m["modes"]), hq=100.0 * m["hq"], rkl=float(m["rkl"]), samples=TWO_D_SAMPLES)
+            if job.get("refine"):  # D-guided samples, reported apart from the generator's own
+                from ganforge.errors import GanforgeError
+                from ganforge.sampling import refine_run
+
+                t2 = time.perf_counter()
+                try:
+                    x, info = refine_run(run, TWO_D_SAMPLES, job["refine"], seed=10_000 + seed)
+                except GanforgeError as e:  # e.g. rejection sampling that accepts too little
+                    rec["refined"] = {"method": job["refine"], "error": str(e)[:300]}
+                else:
+                    mr = count_modes_2d(x, data.modes, data.mode_std)
+                    rec["refined"] = {"method": job["refine"], "modes": int(mr["modes"]), "hq": 100.0 * mr["hq"], "rkl": float(mr["rkl"]),
+                                      **{k: v for k, v in info.items() if k != "method"}, "seconds": round(time.perf_counter() - t2, 2)}
         else:
             from ganforge.metrics import evaluate_samples
 
@@ -207,7 +230,17 @@ def summarize(records: list[dict], datasets: list[str], configs: list[str]) -> l
                 vals = [float(r[k]) for r in ok if k in r]
                 if vals:
                     row[k] = dict(zip(("mean", "se"), mean_se(vals)))
-                    row[k]["values"] = vals
+                    row[k].update(values=vals, min=min(vals), max=max(vals))
+            ref = [r["refined"] for r in ok if "refined" in r and "error" not in r["refined"]]
+            if ref:
+                row["refined"] = {"method": ref[0]["method"], "failed": sum("error" in r.get("refined", {}) for r in ok)}
+                for k in ("modes", "hq", "rkl", "accept"):
+                    vals = [float(r[k]) for r in ref if k in r]
+                    if vals:
+                        row["refined"][k] = {**dict(zip(("mean", "se"), mean_se(vals))), "values": vals, "min": min(vals), "max": max(vals)}
+                if ds in TARGETS:
+                    tm, thq, trkl = TARGETS[ds]
+                    row["refined"]["target_met"] = sum(r["modes"] >= tm and r["hq"] >= thq and r["rkl"] <= trkl for r in ref)
             if ds in TARGETS and ok:
                 row["target_met"] = sum(bool(r.get("target_met")) for r in ok)
             rows.append(row)
@@ -239,14 +272,27 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
             out += [f"| config | steps | seeds | modes (of {NUM_MODES[ds]}) | high quality % | reverse KL | "
                     f"seeds meeting target | train s/run (wall) | (CPU) |", "|---|---|---|---|---|---|---|---|---|"]
             for r in rows:
-                g = lambda k, d: fmt(r[k]["values"], d) if k in r else "–"  # noqa: E731
+                g = lambda k, d, w=None: fmt(r[k]["values"], d) + (f" (worst {r[k][w]:.{d}f})" if w and r['runs'] > 1 else "") if k in r else "–"  # noqa: E731
                 fail = f" ({r['failed']} failed)" if r["failed"] else ""
                 tgt = f"{r.get('target_met', 0)}/{r['runs']}"
-                out.append(f"| {r['config']} | {r['steps']} | {r['runs']}{fail} | {g('modes', 2)} | {g('hq', 1)} | "
-                           f"{g('rkl', 3)} | {tgt} | {g('train_s', 0)} | {g('train_cpu_s', 0)} |")
+                out.append(f"| {r['config']} | {r['steps']} | {r['runs']}{fail} | {g('modes', 2, 'min')} | {g('hq', 1, 'min')} | "
+                           f"{g('rkl', 3, 'max')} | {tgt} | {g('train_s', 0)} | {g('train_cpu_s', 0)} |")
             name, pm, phq, prkl = PUBLISHED[ds]
             out += [f"| *published: {name}* | | | {pm} | {phq} | {prkl} | | | |", "",
-                    f"Target (every seed): {tm}/{NUM_MODES[ds]} modes, ≥ {thq}% high quality, reverse KL ≤ {trkl}.", ""]
+                    f"Target (every seed): {tm}/{NUM_MODES[ds]} modes, ≥ {thq}% high quality, reverse KL ≤ {trkl}. "
+                    "Worst: the lowest modes / HQ and the highest reverse KL over seeds.", ""]
+            refined = [r for r in rows if "refined" in r]
+            if refined:
+                out += [f"D-guided samples ({refined[0]['refined']['method']}, `ganforge.sampling`): the same generators corrected by "
+                        "their discriminators -- **not the generators' own samples**.", "",
+                        "| config | seeds | modes | high quality % | reverse KL | seeds meeting target | acceptance |",
+                        "|---|---|---|---|---|---|---|"]
+                for r in refined:
+                    f = r["refined"]
+                    g = lambda k, d, w=None: fmt(f[k]["values"], d) + (f" (worst {f[k][w]:.{d}f})" if w and r['runs'] > 1 else "") if k in f else "–"  # noqa: E731
+                    out.append(f"| {r['config']} | {r['runs']} | {g('modes', 2, 'min')} | {g('hq', 1, 'min')} | {g('rkl', 3, 'max')} | "
+                               f"{f.get('target_met', 0)}/{len(f['hq']['values'])} | {g('accept', 3)} |")
+                out.append("")
         out.append("")
     errors = [r for r in records if "error" in r]
     if errors:
@@ -282,6 +328,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra override for every run, e.g. --set train.batch=200 (repeatable)")
+    ap.add_argument("--refine", choices=("drs", "langevin"), default=None,
+                    help="also score D-guided samples of each 2D run (ganforge.sampling), reported apart from G's own")
     ap.add_argument("--keep-runs", action="store_true", help="keep each run's directory under OUT/runs")
     ap.add_argument("--resume", action="store_true", help="skip runs already in OUT/results.json")
     ap.add_argument("--stacked-samples", type=int, default=STACKED_SAMPLES, help="samples counted on stacked data")
@@ -318,7 +366,8 @@ def main(argv=None) -> int:
     done = {(r["dataset"], r["config"], r["seed"]) for r in records}
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
     jobs = [{"dataset": d, "config": c, "seed": s, "steps": args.steps, "threads": args.threads,
-             "runs": str(out / "runs"), "keep_runs": args.keep_runs, "set": list(args.set), "stacked_samples": args.stacked_samples}
+             "runs": str(out / "runs"), "keep_runs": args.keep_runs, "set": list(args.set), "stacked_samples": args.stacked_samples,
+             "refine": args.refine}
             for d in datasets for c in configs for s in seeds if (d, c, s) not in done]
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "mode_collapse.py " + " ".join(argv),
             "machine": machine(), "threads": args.threads, "jobs": args.jobs, "load_start": load_avg(),
@@ -352,7 +401,8 @@ def main(argv=None) -> int:
         bar.update(1)
         msg = (f"{rec['dataset']}/{rec['config']}/s{rec['seed']}: " +
                (rec["error"][:60] if "error" in rec else f"modes {rec['modes']} " +
-                (f"hq {rec['hq']:.1f}% rkl {rec['rkl']:.3f}" if "hq" in rec else f"kl {rec['kl']:.3f}") + f" {rec['train_s']:.0f}s"))
+                (f"hq {rec['hq']:.1f}% rkl {rec['rkl']:.3f}" if "hq" in rec else f"kl {rec['kl']:.3f}") + f" {rec['train_s']:.0f}s" +
+                (f" | {rec['refined']['method']}: hq {rec['refined']['hq']:.1f}%" if "refined" in rec else "")))
         bar.set_postfix_str(msg, refresh=True)
 
     if args.jobs <= 1:

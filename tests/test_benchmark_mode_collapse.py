@@ -66,3 +66,29 @@ def test_quick_end_to_end(bench, tmp_path):
         assert s["runs"] == 2 and 0 <= s["modes"]["mean"] <= 8 and s["modes"]["se"] >= 0
     assert "## ring8" in md and "| baseline |" in md and "| pack2 |" in md and "±" in md
     assert not (tmp_path / "runs" / "ring8" / "baseline" / "seed0").exists()  # run dirs removed by default
+
+
+def test_refined_numbers_are_reported_apart_from_the_generators(bench, tmp_path):
+    """--refine drs adds D-guided numbers under `refined`; the main numbers stay G's own
+    (recomputed here from the kept run's generator) and the markdown labels the refined table."""
+    import ganforge
+    from ganforge.data import load_dataset
+    from ganforge.metrics import count_modes_2d
+
+    args = ["--datasets", "ring8", "--configs", "recommended", "--seeds", "1", "--steps", "40", "--refine", "drs",
+            "--keep-runs", "--set", "model.g.width=32", "--set", "model.d.width=32", "--out", str(tmp_path), "--no-progress"]
+    assert bench.main(args) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    (r,) = data["runs"]
+    assert "error" not in r, r.get("error")
+    ref = r["refined"]
+    assert ref["method"] == "drs" and 0 < ref["accept"] <= 1 and ref["draws"] >= 2500
+    assert 0 <= ref["modes"] <= 8 and 0 <= ref["hq"] <= 100 and 0 <= ref["rkl"] <= math.log(8) + 1e-9
+    run = ganforge.load(tmp_path / "runs" / "ring8" / "recommended" / "seed0")
+    ds = load_dataset(run.config.data, "train", seed=0)
+    own = count_modes_2d(run.sample(2500, seed=10_000), ds.modes, ds.mode_std)
+    assert r["modes"] == own["modes"] and r["hq"] == pytest.approx(100 * own["hq"]) and r["rkl"] == pytest.approx(own["rkl"])
+    (s,) = data["summary"]
+    assert s["refined"]["hq"]["values"] == [ref["hq"]] and s["hq"]["min"] == r["hq"]
+    md = (tmp_path / "results.md").read_text()
+    assert "not the generators' own samples" in md and "| recommended | 1 |" in md

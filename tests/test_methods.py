@@ -139,6 +139,29 @@ def test_standard_g_loss_with_k0_is_the_plain_g_loss_and_k_changes_it():
     assert (_grads(loss_k, mk.modules["g"]) - g0).abs().max() > 1e-4
 
 
+def test_top_k_g_loss_is_the_ns_loss_of_the_k_best_fakes():
+    """G's loss with top-k training = mean of -log sigmoid over the k largest of D's logits on
+    the same fakes (float64 reference), and differs from the plain loss."""
+    from ganforge.remedies import top_k_count
+
+    for step in (0, 150, 5000):
+        cfg = tiny("ring8", "remedies.top_k=0.5", "remedies.top_k_decay=0.9")
+        m, ctx, _, loss = _g_phase_loss(cfg, "standard")
+        ctx.step = step
+        torch.manual_seed(0)
+        loss = next(p for p in m.phases if p.module == "g").loss(ctx).detach()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            logits = m.modules["d"](m.modules["g"](torch.randn(16, 2))).double().numpy()
+        k = top_k_count(16, 0.5, 0.9, step)
+        assert k == max(8, round(16 * 0.9 ** (step / 100)))
+        best = np.sort(logits)[::-1][:k]
+        want = np.mean(np.logaddexp(0.0, -best))  # softplus(-l) = -log sigmoid(l)
+        assert float(loss) == pytest.approx(want, rel=1e-5)
+        if k < 16:
+            assert abs(float(loss) - np.mean(np.logaddexp(0.0, -logits))) > 1e-4
+
+
 def test_method_unrolled_needs_steps():
     from ganforge.errors import ConfigError
 
@@ -231,11 +254,13 @@ def _check_run(run, n=5):
     ["remedies.feature_matching=1"], ["remedies.historical_averaging=0.1"], ["remedies.instance_noise=0.1"],
     ["remedies.pack=4"], ["remedies.unrolled_steps=2"], ["remedies.pull_away=0.1"],
     ["method=madgan"], ["method=mrgan"], ["method=unrolled", "remedies.unrolled_steps=1", "loss.penalty=gp"],
+    ["remedies.top_k=0.5", "remedies.top_k_decay=0.5"],
 ])
 def test_dry_run_of_each_remedy_on_ring8(extra, tmp_path):
     rows = _check_run(ganforge.train(tiny("ring8", *extra), out=tmp_path / "r"))
     key = {"feature_matching": "remedy/feature_matching", "historical": "remedy/hist_avg_d",
-           "pull_away": "remedy/pull_away", "madgan": "madgan/which_acc", "mrgan": "mrgan/geometric_g"}
+           "pull_away": "remedy/pull_away", "madgan": "madgan/which_acc", "mrgan": "mrgan/geometric_g",
+           "top_k": "remedy/top_k"}
     for k, v in key.items():
         if k in extra[0]:
             assert v in rows[-1]

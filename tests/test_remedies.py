@@ -9,7 +9,7 @@ from ganforge.errors import ConfigError
 from ganforge.nets import build_discriminator
 from ganforge.nets.minibatch import MinibatchDiscrimination, MinibatchDiscriminator, MinibatchStdDev
 from ganforge.remedies import (HistoricalAverage, Remedies, add_instance_noise, check_remedies, feature_matching,
-                               instance_noise_std, pack, packed_shape, pull_away)
+                               instance_noise_std, pack, packed_shape, pull_away, top_k_count, top_k_logits)
 
 
 
@@ -158,9 +158,36 @@ def test_packed_discriminator_sees_m_samples():
     (["remedies.feature_matching=-1"], "feature_matching must be >= 0"),
     (["remedies.unrolled_lr=0"], "unrolled_lr must be positive"),
     (["remedies.unrolled_steps=2", "method=madgan"], "not supported by method 'madgan'"),
+    (["remedies.top_k=1.5"], "top_k must lie in"),
+    (["remedies.top_k=-0.1"], "top_k must lie in"),
+    (["remedies.top_k=0.5", "remedies.top_k_decay=0"], "top_k_decay must lie in"),
 ])
 def test_bad_remedy_settings_are_one_line_errors(override, match):
     cfg = resolve("ring8", ["train.batch=16"] + override)
     with pytest.raises(ConfigError, match=match) as e:
         check_remedies(cfg, cfg.method)
     assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------- top-k training
+
+
+@pytest.mark.parametrize("n,nu,gamma", [(100, 0.5, 0.99), (64, 0.75, 0.9), (7, 0.3, 0.5), (50, 1.0, 0.99)])
+def test_top_k_count_follows_the_published_schedule(n, nu, gamma):
+    """k_t = max(ceil(nu n), round(n gamma^(t/100))) (Sinha et al. 2020), recomputed in float64."""
+    ks = [top_k_count(n, nu, gamma, t) for t in range(0, 20_000, 37)]
+    for t, k in zip(range(0, 20_000, 37), ks):
+        want = max(int(np.ceil(nu * n)), int(np.round(n * np.float64(gamma) ** (t / 100))))
+        assert k == min(n, max(1, want))
+    assert ks[0] == n  # the whole batch at the start
+    assert ks[-1] == int(np.ceil(nu * n))  # the floor at the end
+    assert all(a >= b for a, b in zip(ks, ks[1:]))  # never grows
+    assert top_k_count(n, 0.0, gamma, 10_000) == n  # nu = 0: off
+
+
+def test_top_k_logits_are_the_k_largest():
+    x = torch.from_numpy(rng(3).normal(size=50))
+    for k in (1, 13, 49, 50, 80):
+        got = np.sort(top_k_logits(x, k).numpy())
+        want = np.sort(x.numpy())[::-1][:min(k, 50)][::-1]
+        np.testing.assert_array_equal(got, want)

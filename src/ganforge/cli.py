@@ -57,9 +57,17 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise GanforgeError(f"--n must be at least 1, got {args.n}")
     run = load(args.run, device=args.device)
-    x = run.sample(args.n, seed=args.seed)
+    if args.refine == "none":
+        x = run.sample(args.n, seed=args.seed)
+        note = ""
+    else:  # D-guided: not the generator's own samples (ganforge.sampling)
+        from .sampling import refine_run
+
+        opts = {"gamma": args.drs_gamma} if args.refine == "drs" else {"steps": args.langevin_steps, "step_size": args.langevin_step}
+        x, info = refine_run(run, args.n, args.refine, seed=args.seed, **opts)
+        note = f" (refined with {args.refine}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items() if k != "method") + ")"
     path = save_samples(x, args.out)
-    print(f"wrote {args.n} samples to {path}")
+    print(f"wrote {args.n} samples to {path}{note}")
     return 0
 
 
@@ -132,12 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run", description=(
         "Draw samples from a run's generator (EMA weights when the run used EMA). The output "
         "suffix picks the format: .png (a grid; a scatter plot for 2D data), .npy (an array), "
-        "or no suffix (a directory of PNGs)."))
+        "or no suffix (a directory of PNGs). --refine draws D-guided samples instead (the run's "
+        "discriminator, from checkpoints/last.pt, corrects the generator); they are not the generator's own."))
     s.add_argument("run", type=Path, help="run directory written by `ganforge train`")
     s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--out", type=Path, required=True, help="output: FILE.png, FILE.npy or a directory")
     s.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    s.add_argument("--refine", default="none", metavar="METHOD",
+                   help="correct G's samples with the run's trained D: none (default) | drs (discriminator rejection "
+                        "sampling, Azadi et al. 2019) | langevin (latent Langevin on ||z||^2/2 - logit D(G(z)), Che et al. 2020)")
+    s.add_argument("--drs-gamma", type=float, default=0.0, help="drs: shift gamma of F(x); < 0 accepts more (default 0: exact)")
+    s.add_argument("--langevin-steps", type=int, default=100, help="langevin: steps (default 100)")
+    s.add_argument("--langevin-step", type=float, default=0.01, help="langevin: step size (default 0.01)")
     s.set_defaults(func=_cmd_sample)
 
     ls = sub.add_parser("list", help="list recipes, datasets, nets, losses, ...", description="List what is registered.")

@@ -9,6 +9,7 @@ Where each remedy acts:
   :meth:`Remedies.d_input`;
 - extra loss terms: historical averaging on D and G (:meth:`Remedies.average_term`),
   feature matching and the EBGAN pull-away term on G (:meth:`Remedies.g_terms`);
+- which fakes G's adversarial loss averages over: top-k training (:meth:`Remedies.g_logits`);
 - unrolled GAN changes which D G's loss is taken against (methods/unrolled.py).
 
 Remedies done elsewhere: label smoothing/flipping (``loss.*``), dropout (``model.*.dropout``),
@@ -20,6 +21,7 @@ The regularizers in ``loss.penalty`` see D's actual inputs (noisy, packed).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -51,6 +53,10 @@ def check_remedies(cfg: Experiment, method: str) -> None:
     for key in ("mbd_dim", "pack", "generators"):
         if getattr(r, key) < 1:
             raise ConfigError(f"remedies.{key} must be at least 1, got {getattr(r, key)}")
+    if not 0 <= r.top_k <= 1:
+        raise ConfigError(f"remedies.top_k must lie in [0, 1] (the fraction of fakes kept at the end; 0: off), got {r.top_k}")
+    if not 0 < r.top_k_decay <= 1:
+        raise ConfigError(f"remedies.top_k_decay must lie in (0, 1], got {r.top_k_decay}")
     if not r.unrolled_lr > 0:
         raise ConfigError(f"remedies.unrolled_lr must be positive, got {r.unrolled_lr}")
     if cfg.train.batch % r.pack:
@@ -117,6 +123,28 @@ def pull_away(s: Tensor) -> Tensor:
     u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-12)  # S_i / |S_i|
     cos2 = (u @ u.t()).pow(2)  # [N, N] squared cosine similarities
     return (cos2.sum() - cos2.diagonal().sum()) / (n * (n - 1))
+
+
+def top_k_count(n: int, nu: float, gamma: float, step: int, period: int = 100) -> int:
+    """Top-k training (Sinha et al., NeurIPS 2020): how many of ``n`` fakes G's loss keeps at ``step``:
+
+        k_t = max(ceil(nu * n), round(n * gamma ** (t / period)))    # t: 0-based step
+
+    k starts at the whole batch and decays geometrically (the paper: gamma = 0.99 per epoch;
+    here per ``period`` steps) to the floor ``nu * n`` (the paper: nu = 0.5 .. 0.75).
+    ``nu = 0`` means off: all ``n``. Always 1 <= k <= n.
+    """
+    if nu <= 0:
+        return n
+    k = max(math.ceil(nu * n), round(n * gamma ** (step / period)))
+    return max(1, min(n, k))
+
+
+def top_k_logits(logits: Tensor, k: int) -> Tensor:
+    """The ``k`` largest of D's logits on a fake batch ``[N] -> [k]`` (the fakes D finds most
+    realistic). G's loss averages over these only, so the gradient of the worst fakes --
+    those D confidently rejects, typically off every mode -- is zeroed (Sinha et al. 2020)."""
+    return logits if k >= logits.shape[0] else torch.topk(logits, k, sorted=False).values
 
 
 def _key(name: str) -> str:
@@ -214,6 +242,16 @@ class Remedies:
         pen = avg.penalty(net)
         ctx.stats.report(f"remedy/hist_avg_{name}", pen)
         return self.r.historical_averaging * pen
+
+    def g_logits(self, logits: Tensor, ctx: Context) -> Tensor:
+        """D's logits on a fake batch ``[N]`` that G's adversarial loss uses: all of them, or the
+        top k with top-k training (k from :func:`top_k_count`; ``N`` counts packs when packing)."""
+        if not self.r.top_k:
+            return logits
+        k = top_k_count(logits.shape[0], self.r.top_k, self.r.top_k_decay, ctx.step)
+        if ctx.log_step:
+            ctx.stats.report("remedy/top_k", k)
+        return top_k_logits(logits, k)
 
     def g_terms(self, ctx: Context, D: nn.Module, fake_in: Tensor) -> Tensor | float:
         """G's extra terms on D's features of ``fake_in`` (D's input of a fake batch):

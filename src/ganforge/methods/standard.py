@@ -62,7 +62,7 @@ def build_standard(cfg: Experiment, shape: tuple[int, ...], device: torch.device
         fake_in = R.d_input(G(ctx.z(cfg.train.batch)), ctx)
         k = cfg.remedies.unrolled_steps
         Dk = unrolled_discriminator(D, lambda f: surrogate_d_loss(ctx, f), k, cfg.remedies.unrolled_lr) if k else D
-        loss = adv.g_loss(Dk(fake_in), cfg.loss)
+        loss = adv.g_loss(R.g_logits(Dk(fake_in), ctx), cfg.loss)  # top-k training keeps D's k best fakes
         ctx.stats.report("loss/g", loss)
         return loss + R.g_terms(ctx, D, fake_in)
 
