@@ -92,3 +92,23 @@ def test_refined_numbers_are_reported_apart_from_the_generators(bench, tmp_path)
     assert s["refined"]["hq"]["values"] == [ref["hq"]] and s["hq"]["min"] == r["hq"]
     md = (tmp_path / "results.md").read_text()
     assert "not the generators' own samples" in md and "| recommended | 1 |" in md
+
+
+def test_stacked_ceiling_and_target(bench):
+    """The real-data ceiling is counted like generated samples; the target is relative to it."""
+    from ganforge.config import resolve
+
+    cfg = resolve(*bench.overrides_for("stacked-digits", "recommended", 1, 1, 0))
+    ceil = bench.real_ceiling(cfg, 3000)
+    assert 900 <= ceil["modes"] <= 1000 and 0.0 < ceil["kl"] < 1.0 and ceil["samples"] == 3000
+    frac, kf = bench.STACKED_TARGET
+    ok = {"modes": math.ceil(frac * ceil["modes"]), "kl": kf * ceil["kl"]}
+    assert bench.stacked_target_met(ok, ceil)
+    assert not bench.stacked_target_met({**ok, "modes": ok["modes"] - 1}, ceil)
+    assert not bench.stacked_target_met({**ok, "kl": ok["kl"] * 1.01}, ceil)
+    rec = {"dataset": "stacked-digits", "config": "recommended", "seed": 0, "steps": 10, "modes": 990, "kl": 0.05,
+           "train_s": 1.0, "train_cpu_s": 1.0}
+    meta = {"command": "x", "machine": "m", "threads": 1, "jobs": 1, "load_start": "0", "load_end": "0",
+            "ceiling": {"stacked-digits": ceil}}
+    md = bench.markdown([rec], ["stacked-digits"], ["recommended"], meta)
+    assert f"| {ceil['modes']} | {ceil['kl']:.3f} |" in md and "real data (3,000 samples)" in md
