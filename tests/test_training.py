@@ -36,7 +36,7 @@ def _have_fashion() -> bool:
 NEEDS_FASHION = pytest.mark.skipif(not _have_fashion(), reason="needs Debian's dataset-fashion-mnist (CI installs it)")
 
 
-@pytest.mark.parametrize("recipe", ["digits-dcgan", "ring8", "grid25", pytest.param("fashion-dcgan", marks=NEEDS_FASHION),
+@pytest.mark.parametrize("recipe", ["digits-dcgan", "ring8", "grid25", "stacked-digits", pytest.param("fashion-dcgan", marks=NEEDS_FASHION),
                                     pytest.param("fashion-wgan-gp", marks=NEEDS_FASHION)])
 def test_dry_run_of_every_recipe_writes_the_run_directory(recipe, tmp_path):
     cfg = tiny(recipe)
