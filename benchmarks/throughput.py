@@ -15,7 +15,7 @@ machine's measured matmul peak (float32 for float32 loops, bfloat16 for bf16 one
 both are given against the bf16 peak too).
 
 ``--variants`` names extra ganforge runs as '+'-joined options: ``cl`` (train.channels_last),
-``bf16`` (train.amp=bf16), ``fused`` (train.fused=fused), ``compile`` (train.compile),
+``bf16`` (train.amp=bf16), ``fused`` / ``foreach`` (train.fused; fused is the default), ``compile`` (train.compile),
 ``graph`` (train.cuda_graph). The first ``--warmup`` iterations (graph capture and compilation
 included) are not timed; the timed ones log every 50 steps, ganforge's default.
 """
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 
-OPTIONS = {"cl": "train.channels_last=true", "bf16": "train.amp=bf16", "fused": "train.fused=fused",
+OPTIONS = {"cl": "train.channels_last=true", "bf16": "train.amp=bf16", "fused": "train.fused=fused", "foreach": "train.fused=foreach",
            "compile": "train.compile=true", "graph": "train.cuda_graph=true"}
 
 
