@@ -152,7 +152,8 @@ def test_grid_sweep_from_the_cli_writes_table_best_recipe_and_report(tmp_path, c
         assert float(r["mean"]) == pytest.approx(np.mean(vals))
         assert float(r["ci95_low"]) <= float(r["mean"]) <= float(r["ci95_high"])
     best = resolve(str(out / "best.yaml"))  # a runnable recipe
-    assert best.optim.g.lr == float(rows[0]["optim.g.lr"]) and best.train.steps == 20 and best.name == "grid25-best"
+    ok = [r for r in rows if all(d.strip() == "healthy" for d in r["diagnosis"].split(";"))]
+    assert best.optim.g.lr == float((ok or rows)[0]["optim.g.lr"]) and best.train.steps == 20 and best.name == "grid25-best"
     html = (out / "report.html").read_text()
     assert "trial-000/seed-0" in html and "trial-001/seed-1" in html and "Sweep" in html
     # the grid is exhausted: running the same command again adds no trial
@@ -195,3 +196,16 @@ def test_run_seeds_writes_seeds_json(tmp_path):
         assert data["summary"][key]["mean"] == pytest.approx(np.mean(vals))
         assert data["summary"][key]["ci95"] == pytest.approx(list(bootstrap_ci(vals)))
     assert res["summary"]["modes"]["n"] == 2
+
+
+def test_best_recipe_is_the_best_healthy_configuration():
+    from ganforge.experiments.sweep import pick_best
+
+    def row(t, mean, diag):
+        return {"trial": t, "mean": mean, "diagnosis": diag}
+
+    rows = [row(1, 22.3, "low_quality; low_quality; healthy"), row(2, 22.0, "healthy; healthy; healthy"),
+            row(0, 20.0, "healthy; healthy; healthy"), row(3, None, "")]  # best first
+    assert pick_best(rows)["trial"] == 2  # a higher mode count from off-manifold samples is not a win
+    assert pick_best(rows[:1])["trial"] == 1  # nothing healthy: the best-ranked finished trial
+    assert pick_best([row(3, None, "")]) is None and pick_best([]) is None

@@ -349,12 +349,13 @@ class Sweep:
         md = format_markdown(rows, [p.key for p in self.space], self.obj)
         write_text(self.dir / "summary.md", f"# sweep {self.study_name}: {self.obj.name} ({self.obj.direction})\n\n{md}\n")
         write_text(self.dir / "summary.csv", format_csv(rows, [p.key for p in self.space]))
-        best = rows[0] if rows and rows[0]["mean"] is not None and math.isfinite(rows[0]["mean"]) else None
+        best = pick_best(rows)
         out = {"rows": rows, "best": best, "markdown": md}
         if best is not None:
             cfg = configure(self.base, {p.key: best[p.key] for p in self.space}, name=f"{self.base.name}-best")
             cfg.description = (f"best of sweep {self.study_name}: {self.obj.name} {best['mean']:.4g} +/- {best['std'] or 0:.3g} "
-                               f"over {best['seeds']} seed(s), trial {best['trial']}")
+                               f"over {best['seeds']} seed(s), trial {best['trial']}"
+                               + ("" if healthy(best) else "; no configuration was healthy on every seed"))
             head = "".join(f"# {p.key}: {best[p.key]}\n" for p in self.space)
             write_text(self.dir / "best.yaml", f"# {cfg.description}\n{head}{cfg.to_yaml()}")
             out["best_yaml"] = self.dir / "best.yaml"
@@ -391,6 +392,19 @@ def format_csv(rows: list[dict], keys: Sequence[str]) -> str:
         w.writerow([r["trial"], *(r[k] for k in keys), r["mean"], r["std"], ci[0], ci[1], r["seeds"], r["state"],
                     r["diagnosis"], " ".join(r["runs"])])
     return buf.getvalue()
+
+
+def healthy(row: dict) -> bool:
+    """True when the monitor judged every seed of a trial healthy."""
+    return bool(row["diagnosis"]) and all(d.strip() == "healthy" for d in row["diagnosis"].split(";"))
+
+
+def pick_best(rows: list[dict]) -> dict | None:
+    """The configuration best.yaml holds: the best-ranked finished trial that the monitor
+    judged healthy on every seed, else the best-ranked finished one (``rows`` best first).
+    A high mode count from samples spread off the modes (``low_quality``) is not a win."""
+    finished = [r for r in rows if r["mean"] is not None and math.isfinite(r["mean"])]
+    return next((r for r in finished if healthy(r)), finished[0] if finished else None)
 
 
 def grid_points(space: Sequence[Param]) -> list[dict]:
