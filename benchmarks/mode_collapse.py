@@ -47,21 +47,16 @@ from pathlib import Path
 
 # The plain GAN of the PacGAN 2D experiments (the ring8/grid25 recipes as first shipped):
 # MLP G 4x400 BN ReLU, MLP D 3x200 maxout-5, NS loss, Adam 1e-4 (0.5, 0.999), batch 100.
+_PLAIN_2D = [
+    "remedies.pack=1", "train.ema=0", "train.batch=100",
+    "optim.g.lr=1e-4", "optim.d.lr=1e-4", "optim.g.schedule=constant", "optim.d.schedule=constant",
+    "optim.g.beta1=0.5", "optim.d.beta1=0.5", "optim.g.beta2=0.999", "optim.d.beta2=0.999",
+    "model.g.width=400", "model.g.depth=4", "model.d.width=200", "model.d.depth=3", "model.d.maxout=5",
+    "model.g.norm=batch", "model.z_dim=2", "loss.name=ns", "remedies.top_k=0", "optim.n_critic=1",
+]
 PLAIN: dict[str, list[str]] = {
-    "ring8": [
-        "remedies.pack=1", "train.ema=0", "train.batch=100",
-        "optim.g.lr=1e-4", "optim.d.lr=1e-4", "optim.g.schedule=constant", "optim.d.schedule=constant",
-        "optim.g.beta1=0.5", "optim.d.beta1=0.5", "optim.g.beta2=0.999", "optim.d.beta2=0.999",
-        "model.g.width=400", "model.g.depth=4", "model.d.width=200", "model.d.depth=3", "model.d.maxout=5",
-        "model.g.norm=batch", "model.z_dim=2", "loss.name=ns", "remedies.top_k=0", "optim.n_critic=1",
-    ],
-    "grid25": [
-        "remedies.pack=1", "train.ema=0", "train.batch=100",
-        "optim.g.lr=1e-4", "optim.d.lr=1e-4", "optim.g.schedule=constant", "optim.d.schedule=constant",
-        "optim.g.beta1=0.5", "optim.d.beta1=0.5", "optim.g.beta2=0.999", "optim.d.beta2=0.999",
-        "model.g.width=400", "model.g.depth=4", "model.d.width=200", "model.d.depth=3", "model.d.maxout=5",
-        "model.g.norm=batch", "model.z_dim=2", "loss.name=ns", "remedies.top_k=0", "optim.n_critic=1",
-    ],
+    "ring8": _PLAIN_2D,
+    "grid25": _PLAIN_2D,
     # digits-dcgan recipe on the stacked data, without its EMA
     "stacked-digits": ["data.name=stacked-digits", "train.ema=0"],
 }
