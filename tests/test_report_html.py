@@ -134,6 +134,7 @@ def test_page_renders_in_headless_chromium(page_path, tmp_path):
     blue = (abs(im - [31, 119, 180]).sum(-1) < 40).sum()
     red = (abs(im - [214, 39, 40]).sum(-1) < 40).sum()
     green = (abs(im - [27, 127, 59]).sum(-1) < 30).sum()  # a healthy badge's text
-    assert blue > 500 and red > 200 and green > 20, (blue, red, green)
+    # (thresholds with a margin: the plots are small thumbnails; a page without them has ~0 of each)
+    assert blue > 250 and red > 100 and green > 20, (blue, red, green)
     # and the grids: many distinct grey levels (digits samples) in the page
     assert len(np.unique(im.reshape(-1, 3), axis=0)) > 500
