@@ -154,9 +154,12 @@ def run_one(job: dict) -> dict:
         data = load_dataset(cfg.data, "train", seed=seed)
         if data.kind == "points":
             from ganforge.metrics import count_modes_2d
+            from ganforge.metrics.modes import mode_spread
 
-            m = count_modes_2d(run.sample(TWO_D_SAMPLES, seed=10_000 + seed), data.modes, data.mode_std)
-            rec.update(modes=int(m["modes"]), hq=100.0 * m["hq"], rkl=float(m["rkl"]), samples=TWO_D_SAMPLES)
+            x = run.sample(TWO_D_SAMPLES, seed=10_000 + seed)
+            m = count_modes_2d(x, data.modes, data.mode_std)
+            rec.update(modes=int(m["modes"]), hq=100.0 * m["hq"], rkl=float(m["rkl"]), samples=TWO_D_SAMPLES,
+                       spread=mode_spread(x, data.modes, data.mode_std))
             if job.get("refine"):  # D-guided samples, reported apart from the generator's own
                 from ganforge.errors import GanforgeError
                 from ganforge.sampling import refine_run
@@ -189,6 +192,13 @@ def run_one(job: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- summary
+
+
+def real_hq(d: int, threshold: float = 3.0) -> float:
+    """High-quality fraction of the data itself: ``P(chi2_d < threshold^2)`` (0.989 in 2D)."""
+    from scipy.stats import chi2
+
+    return float(chi2.cdf(threshold**2, d))
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -242,7 +252,7 @@ def summarize(records: list[dict], datasets: list[str], configs: list[str]) -> l
             ok = [r for r in rs if "error" not in r]
             row = {"dataset": ds, "config": c, "runs": len(rs), "failed": len(rs) - len(ok),
                    "steps": ok[0]["steps"] if ok else None}
-            for k in ("modes", "hq", "rkl", "kl", "train_s", "train_cpu_s"):
+            for k in ("modes", "hq", "rkl", "spread", "kl", "train_s", "train_cpu_s"):
                 vals = [float(r[k]) for r in ok if k in r]
                 if vals:
                     row[k] = dict(zip(("mean", "se"), mean_se(vals)))
@@ -264,6 +274,8 @@ def summarize(records: list[dict], datasets: list[str], configs: list[str]) -> l
 
 
 def markdown(records: list[dict], datasets: list[str], configs: list[str], meta: dict) -> str:
+    from ganforge.metrics.modes import data_spread
+
     out = ["# Mode-collapse benchmark", "",
            f"Command: `{meta['command']}`  ",
            f"Machine: {meta['machine']}; torch threads per run: {meta['threads']}, jobs: {meta['jobs']}; "
@@ -297,17 +309,22 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
         else:
             tm, thq, trkl = TARGETS[ds]
             out += [f"| config | steps | seeds | modes (of {NUM_MODES[ds]}) | high quality % | reverse KL | "
-                    f"seeds meeting target | train s/run (wall) | (CPU) |", "|---|---|---|---|---|---|---|---|---|"]
+                    f"spread | seeds meeting target | train s/run (wall) | (CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
             for r in rows:
                 g = lambda k, d, w=None: fmt(r[k]["values"], d) + (f" (worst {r[k][w]:.{d}f})" if w and r['runs'] > 1 else "") if k in r else "–"  # noqa: E731
                 fail = f" ({r['failed']} failed)" if r["failed"] else ""
                 tgt = f"{r.get('target_met', 0)}/{r['runs']}"
                 out.append(f"| {r['config']} | {r['steps']} | {r['runs']}{fail} | {g('modes', 2, 'min')} | {g('hq', 1, 'min')} | "
-                           f"{g('rkl', 3, 'max')} | {tgt} | {g('train_s', 0)} | {g('train_cpu_s', 0)} |")
+                           f"{g('rkl', 3, 'max')} | {g('spread', 2)} | {tgt} | {g('train_s', 0)} | {g('train_cpu_s', 0)} |")
             name, pm, phq, prkl = PUBLISHED[ds]
-            out += [f"| *published: {name}* | | | {pm} | {phq} | {prkl} | | | |", "",
+            out += [f"| *published: {name}* | | | {pm} | {phq} | {prkl} | | | | |",
+                    f"| *real data* | | | {NUM_MODES[ds]} | {100 * real_hq(2):.1f} | | {data_spread(2):.2f} | | | |", "",
                     f"Target (every seed): {tm}/{NUM_MODES[ds]} modes, ≥ {thq}% high quality, reverse KL ≤ {trkl}. "
-                    "Worst: the lowest modes / HQ and the highest reverse KL over seeds.", ""]
+                    "Worst: the lowest modes / HQ and the highest reverse KL over seeds. Spread: RMS distance of the "
+                    "high-quality samples to their mode per coordinate, in units of the data's std "
+                    "(`ganforge.metrics.modes.mode_spread`); the data itself scores "
+                    f"{data_spread(2):.2f} (and {100 * real_hq(2):.1f}% high quality), so a generator far below it "
+                    "puts each mode's mass on a few tight points.", ""]
             refined = [r for r in rows if "refined" in r]
             if refined:
                 out += [f"D-guided samples ({refined[0]['refined']['method']}, `ganforge.sampling`): the same generators corrected by "

@@ -74,10 +74,11 @@ def test_run_dirs_load_sample_and_resume_sequentially(tmp_path):
     close(cont.generator.state_dict(), ref.generator.state_dict())
 
 
-def test_stacked_net_shapes_and_batch_independence():
+@pytest.mark.parametrize("code", [[], ["model.g.categories=5", "model.g.code_scale=0.3"]])
+def test_stacked_net_shapes_and_batch_independence(code):
     from ganforge.nets import build_discriminator, build_generator
 
-    cfg = tiny()
+    cfg = tiny(*code)
     torch.manual_seed(0)
     Gs = [build_generator(cfg.model.g, 2, (2,)) for _ in range(3)]
     Ds = [build_discriminator(cfg.model.d, (4,)) for _ in range(3)]

@@ -322,3 +322,55 @@ def test_bad_settings_are_one_line_config_errors(build, needle):
     with pytest.raises(ConfigError) as e:
         build()
     assert needle in _one_line(e)
+
+
+# --------------------------------------------------------------------------- categorical latent code
+
+
+def test_categorical_code_is_uniform_and_matches_the_normal_cdf():
+    from scipy import stats
+
+    from ganforge.nets.mlp import CategoricalCode
+
+    k, scale = 7, 0.1
+    z = torch.randn(70_000, 3, generator=torch.Generator().manual_seed(1))
+    h = CategoricalCode(k, scale)(z)  # [N, K + 2]
+    assert h.shape == (70_000, k + 2)
+    onehot = h[:, :k]
+    assert torch.equal(onehot.sum(1), torch.ones(70_000)) and set(onehot.unique().tolist()) == {0.0, 1.0}
+    assert torch.allclose(h[:, k:], scale * z[:, 1:])
+    # reference: floor(K * Phi(z_0)) in float64 SciPy; only samples within 1e-5 of a bin edge may differ
+    u = stats.norm.cdf(z[:, 0].double().numpy())
+    ref = np.floor(k * u).astype(np.int64)
+    got = onehot.argmax(1).numpy()
+    edge = np.abs(k * u - np.round(k * u)) < 1e-5
+    assert np.array_equal(got[~edge], ref[~edge])
+    counts = np.bincount(got, minlength=k)
+    assert stats.chisquare(counts).pvalue > 1e-3  # uniform over the K codes
+
+
+def test_categorical_generator_depends_on_z0_only_through_its_code():
+    G = build_generator(g_cfg("mlp", width=16, depth=2, categories=5, code_scale=0.5), 3, (2,)).eval()
+    assert G.body[0].in_features == 5 + 2
+    z = torch.randn(6, 3)
+    same_code = z.clone()
+    same_code[:, 0] = torch.tensor([-2.0, -1.0, 0.0, 0.1, 1.0, 2.0]) + 0.01  # each bin is wide: nudging stays inside it
+    z[:, 0] = torch.tensor([-2.0, -1.0, 0.0, 0.1, 1.0, 2.0])
+    with torch.no_grad():
+        assert torch.equal(G(z), G(same_code))
+        other = z.clone()
+        other[:, 0] = -z[:, 0] + 3.0  # other codes
+        assert not torch.allclose(G(z), G(other))
+
+
+@pytest.mark.parametrize("build,needle", [
+    (lambda: build_generator(g_cfg("mlp", categories=1), 3, (2,)), "categories must be 0 (off) or at least 2"),
+    (lambda: build_generator(g_cfg("mlp", categories=4), 1, (2,)), "model.z_dim >= 2"),
+    (lambda: build_generator(g_cfg(categories=4), 10, (3, 32, 32)), "model.g.name=mlp"),
+    (lambda: build_discriminator(d_cfg("mlp", categories=4), (2,)), "generator option"),
+    (lambda: build_generator(g_cfg("mlp", categories=4, code_scale=0.0), 3, (2,)), "code_scale must be > 0"),
+])
+def test_categorical_code_errors(build, needle):
+    with pytest.raises(ConfigError) as e:
+        build()
+    assert needle in _one_line(e)

@@ -43,6 +43,8 @@ class NetConfig:
     maxout: int = 0  # MLP discriminator: pieces per maxout unit (PacGAN 2D setup); 0: off
     spectral_norm: bool = False  # spectral normalisation on every weight layer (Miyato et al. 2018)
     dropout: float = 0.0  # dropout probability in hidden layers
+    categories: int = 0  # MLP generator: z[:, 0] -> one of K equiprobable one-hot codes (disconnected modes); 0: off
+    code_scale: float = 1.0  # with categories: factor on the z_dim - 1 continuous coordinates G sees
 
 
 def _default_g() -> NetConfig:

@@ -69,6 +69,32 @@ def count_modes_2d(samples, modes, std: float, threshold: float = 3.0, weights=N
     return {"modes": int((counts > 0).sum()), "hq": float(total / max(len(idx), 1)), "rkl": rkl}
 
 
+def mode_spread(samples, modes, std: float, threshold: float = 3.0) -> float:
+    """Within-mode spread of the high-quality samples relative to the data's, ``[0, 3]``.
+
+    ``sqrt(mean ||x - mu_k(x)||^2 / d) / std`` over the high-quality samples (``mu_k(x)`` the
+    nearest centre). Samples of the data itself score ``sqrt(E[r^2 | r < t] / d)`` with
+    ``r^2 ~ chi2_d`` (0.974 for d = 2, t = 3): a value well below it means the generator puts
+    each mode's mass on a few points (high quality, but less spread than the data); NaN when
+    no sample is high quality.
+    """
+    x, mu = _t(samples), _t(modes)
+    idx, hq = assign_modes(x, mu, std, threshold)
+    if not bool(hq.any()):
+        return float("nan")
+    r2 = ((x[hq] - mu[idx[hq]]) ** 2).sum(dim=1)  # [M]
+    return float((r2.mean() / x.shape[1]).sqrt()) / std
+
+
+def data_spread(d: int, threshold: float = 3.0) -> float:
+    """:func:`mode_spread` of the data itself: ``sqrt(E[r^2 | r^2 < t^2] / d)``, ``r^2 ~ chi2_d``."""
+    from scipy.stats import chi2
+
+    t2 = threshold**2
+    # E[r^2 1{r^2 < t2}] = d * P(chi2_{d+2} < t2) for r^2 ~ chi2_d
+    return math.sqrt(d * chi2.cdf(t2, d + 2) / chi2.cdf(t2, d) / d)
+
+
 def stacked_labels(channel_labels) -> torch.Tensor:
     """Per-channel class predictions ``[N, 3]`` (digits a, b, c) → ``100 a + 10 b + c`` ``[N]``."""
     c = _t(channel_labels, torch.int64)

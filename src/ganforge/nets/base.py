@@ -89,6 +89,10 @@ def validate(cfg: NetConfig, where: str) -> None:
         raise ConfigError(f"{where}.maxout must be >= 0 (0: off), got {cfg.maxout}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"{where}.dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.categories < 0 or cfg.categories == 1:
+        raise ConfigError(f"{where}.categories must be 0 (off) or at least 2, got {cfg.categories}")
+    if not cfg.code_scale > 0:
+        raise ConfigError(f"{where}.code_scale must be > 0, got {cfg.code_scale}")
 
 
 def _check_shape(shape: tuple[int, ...], what: str) -> tuple[int, ...]:
@@ -106,6 +110,12 @@ def build_generator(cfg: NetConfig, z_dim: int, out_shape: tuple[int, ...], wher
         raise ConfigError(f"model.z_dim must be at least 1, got {z_dim}")
     if cfg.maxout:
         raise ConfigError(f"{where}.maxout={cfg.maxout}: maxout is for the mlp discriminator only; set {where}.maxout=0")
+    if cfg.categories and cfg.name != "mlp":
+        raise ConfigError(f"{where}.categories={cfg.categories}: the categorical latent code is an mlp generator option; "
+                          f"set {where}.categories=0 or {where}.name=mlp")
+    if cfg.categories and z_dim < 2:
+        raise ConfigError(f"{where}.categories={cfg.categories} needs model.z_dim >= 2 (one coordinate for the code, "
+                          f"the rest continuous), got {z_dim}")
     out_shape = _check_shape(out_shape, "generator output shape")
     family.check_shape(out_shape)
     return family.generator(cfg, z_dim, out_shape)
@@ -115,6 +125,8 @@ def build_discriminator(cfg: NetConfig, in_shape: tuple[int, ...], where: str = 
     """The discriminator of family ``cfg.name``: x [N, *in_shape] -> logits [N]."""
     family = NETS.get(cfg.name)
     validate(cfg, where)
+    if cfg.categories:
+        raise ConfigError(f"{where}.categories={cfg.categories}: the categorical latent code is a generator option; set {where}.categories=0")
     in_shape = _check_shape(in_shape, "discriminator input shape")
     family.check_shape(in_shape)
     return family.discriminator(cfg, in_shape)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..nets.layers import Maxout
+from ..nets.mlp import CategoricalCode
 
 SUPPORTED = ("method standard; model.g/d.name mlp (no spectral_norm, dropout 0); loss.name ns|bce|saturating "
              "without smoothing/real_label/flip/penalty; remedies: pack only; train.amp none, compile false; "
@@ -74,7 +75,7 @@ class StackedNet:
                         t = _piece_major(self.params[key].detach(), m.out_features, m.pieces)
                         self.params[key] = t.contiguous().requires_grad_(True)
         for m in self.template.modules():
-            if not isinstance(m, (nn.Sequential, nn.Linear, Maxout, nn.BatchNorm1d, nn.LayerNorm, *ELEMENTWISE)) \
+            if not isinstance(m, (nn.Sequential, nn.Linear, Maxout, nn.BatchNorm1d, nn.LayerNorm, CategoricalCode, *ELEMENTWISE)) \
                     and m is not self.template:
                 raise ConfigError(f"seed ensembles cannot batch layer {type(m).__name__}; supported: {SUPPORTED}")
 
@@ -120,7 +121,8 @@ class StackedNet:
     def generator(self, z: Tensor, train: bool) -> Tensor:
         """MLPGenerator: z [S, N, z_dim] -> [S, N, *out_shape]."""
         G = self.template
-        y = self._linear("out.", self._layer(G.body, "body.", z.transpose(1, 2), train))  # [S, D, N]
+        h = G.code(z).transpose(1, 2)  # [S, z_dim (or K + z_dim - 1 with a categorical code), N]
+        y = self._linear("out.", self._layer(G.body, "body.", h, train))  # [S, D, N]
         if G.images:
             y = torch.tanh(y)
         return y.transpose(1, 2).reshape(self.S, z.shape[1], *G.out_shape)
