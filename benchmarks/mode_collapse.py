@@ -89,6 +89,9 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "pullaway": ("EBGAN pull-away term, weight 0.1 (Zhao et al. 2017)", ["remedies.pull_away=0.1"]),
     "topk": ("top-k training: G's loss on the k fakes D scores highest, k from the batch down to half (Sinha et al. 2020)",
              ["remedies.top_k=0.5"]),
+    "code": ("categorical latent code: z_0 -> one of 100 equiprobable one-hot codes, 2 continuous coordinates x 0.1 "
+             "(DeLiGAN-style mixture prior; model.g.categories)",
+             ["model.g.categories=100", "model.g.code_scale=0.1", "model.z_dim=3"]),
     "cosine": ("lr 2e-4 with cosine decay to 1e-6 for G and D (the recommended recipes' schedule, no packing)",
                ["optim.g.lr=2e-4", "optim.d.lr=2e-4", "optim.g.schedule=cosine", "optim.d.schedule=cosine",
                 "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]),

@@ -157,6 +157,10 @@ def test_every_remedy_is_a_valid_option():
     sat = remedies("vanishing_generator_gradient", resolve("ring8", ["loss.name=saturating"]))
     assert sat[0]["option"] == "--set loss.name=ns"
     assert all("loss.name=ns" not in r["option"] for r in remedies("mode_collapse", resolve("ring8")))
+    # off-mode 2D samples: a categorical latent code first, unless G already has one
+    code = [r["option"] for r in remedies("low_quality", resolve("ring8", ["model.g.categories=0", "model.z_dim=2"]))]
+    assert code[0] == "--set model.g.categories=100 --set model.g.code_scale=0.1"
+    assert not any("categories" in r["option"] for r in remedies("low_quality", resolve("ring8", ["model.g.categories=32", "model.z_dim=3"])))
 
 
 # --------------------------------------------------------------------------- low quality (off the data manifold)

@@ -161,6 +161,10 @@ def test_packed_discriminator_sees_m_samples():
     (["remedies.top_k=1.5"], "top_k must lie in"),
     (["remedies.top_k=-0.1"], "top_k must lie in"),
     (["remedies.top_k=0.5", "remedies.top_k_decay=0"], "top_k_decay must lie in"),
+    (["remedies.code_balance=0.5", "model.g.categories=0"], "set model.g.name=mlp and model.g.categories"),
+    (["remedies.code_balance=-1"], "code_balance must be >= 0"),
+    (["remedies.code_balance=0.5", "model.g.categories=8", "remedies.code_balance_every=0"], "code_balance_every must be at least 1"),
+    (["remedies.code_balance=0.5", "model.g.categories=8", "method=madgan"], "not supported by method 'madgan'"),
 ])
 def test_bad_remedy_settings_are_one_line_errors(override, match):
     cfg = resolve("ring8", ["train.batch=16"] + override)
@@ -191,3 +195,90 @@ def test_top_k_logits_are_the_k_largest():
         got = np.sort(top_k_logits(x, k).numpy())
         want = np.sort(x.numpy())[::-1][:min(k, 50)][::-1]
         np.testing.assert_array_equal(got, want)
+
+
+# --------------------------------------------------------------------------- code balancing (learned code prior)
+
+
+class _LinearLogit(torch.nn.Module):
+    """A fixed 'discriminator' with logit w . x (per sample; with packing, summed over the pack)."""
+
+    def __init__(self, w, pack=1):
+        super().__init__()
+        self.w = torch.tensor(np.tile(w, pack), dtype=torch.float32)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w
+
+
+def _coded_generator(k, scale, means, b):
+    """Depth-0 MLP G with a K-way code: G(c, r) = means[c] + b @ (scale * r), exactly."""
+    from ganforge.config import NetConfig
+    from ganforge.nets import build_generator
+
+    G = build_generator(NetConfig(name="mlp", depth=0, categories=k, code_scale=scale), 3, (2,))
+    with torch.no_grad():
+        G.out.weight.copy_(torch.cat([torch.tensor(means, dtype=torch.float32).t(), torch.tensor(b, dtype=torch.float32)], dim=1))
+        G.out.bias.zero_()
+    return G
+
+
+@pytest.mark.parametrize("pack_m", [1, 2])
+def test_code_balance_step_matches_the_formula(pack_m):
+    """log pi <- log_softmax(log pi + eta log r_c), r_c = mean_j exp(logit D(G(c, z_j))), in float64 NumPy
+    on the same latents; with packing the companions' constant cancels."""
+    from ganforge.remedies import code_balance_
+
+    k, m, eta, scale = 4, 50, 0.7, 0.3
+    r = rng(5)
+    means, b, w = r.normal(size=(k, 2)), r.normal(size=(2, 2)), np.array([0.8, -0.5])
+    G = _coded_generator(k, scale, means, b)
+    G.code.log_weights.copy_(torch.tensor(np.log([0.1, 0.2, 0.3, 0.4]), dtype=torch.float32))
+    D = _LinearLogit(w, pack_m)
+    pi = code_balance_(G, D, eta, samples=m, pack=pack_m, generator=torch.Generator().manual_seed(9))
+    rest = torch.randn(k * m, 2, generator=torch.Generator().manual_seed(9)).double().numpy()  # the same draws
+    x = np.repeat(means, m, axis=0) + scale * rest @ b.T  # [K*m, 2]
+    d = (x @ w).reshape(k, m)
+    log_r = np.log(np.exp(d).mean(axis=1))
+    logit = np.log([0.1, 0.2, 0.3, 0.4]) + eta * log_r
+    want = np.exp(logit - logit.max()) / np.exp(logit - logit.max()).sum()
+    np.testing.assert_allclose(pi.double().numpy(), want, rtol=1e-4)
+    np.testing.assert_allclose(G.code.log_weights.exp().double().numpy(), want, rtol=1e-4)
+
+
+def test_code_balance_moves_mass_to_the_codes_d_prefers_and_sampling_follows_the_prior():
+    from scipy import stats
+
+    from ganforge.remedies import code_balance_
+
+    k = 5
+    G = _coded_generator(k, 1.0, np.stack([np.arange(k), np.zeros(k)], 1).astype(float), np.zeros((2, 2)))  # b = 0: no spread
+    D = _LinearLogit(np.array([-1.0, 0.0]))  # logit -x: code c has log r_c = -c exactly
+    for _ in range(3):
+        pi = code_balance_(G, D, 0.5, samples=4).double().numpy()
+    want = np.exp(-1.5 * np.arange(k)) / np.exp(-1.5 * np.arange(k)).sum()  # three steps of eta 0.5
+    np.testing.assert_allclose(pi, want, rtol=1e-5)
+    # sampling: z_0 -> code through the learned prior's CDF
+    z = torch.randn(40_000, 3, generator=torch.Generator().manual_seed(2))
+    counts = np.bincount(G.code.codes(z).numpy(), minlength=k)
+    assert stats.chisquare(counts, 40_000 * want).pvalue > 1e-3
+
+
+def test_code_balance_trains_logs_and_resumes_exactly(tmp_path):
+    import ganforge
+
+    ov = ["model.g.categories=8", "model.z_dim=3", "model.g.code_scale=0.1", "remedies.code_balance=0.5",
+          "remedies.code_balance_every=5", "remedies.code_balance_samples=8", "train.batch=32", "model.g.width=32",
+          "model.d.width=16", "train.log_every=5", "train.progress=false", "train.monitor=false",
+          "train.sample_every=0", "train.threads=1", "train.checkpoint_every=0",
+          "optim.g.schedule=constant", "optim.d.schedule=constant"]  # (cosine's horizon is train.steps)
+    full = ganforge.train("grid25", out=tmp_path / "full", overrides=ov + ["train.steps=20"])
+    lw = full.generator.code.log_weights
+    assert not torch.allclose(lw, torch.zeros(8))  # the prior moved
+    rows = [r for r in full.metrics() if "remedy/code_perplexity" in r]
+    assert len(rows) == 4 and all(1.0 <= r["remedy/code_perplexity"] <= 8.0 + 1e-4 for r in rows)
+    ganforge.train("grid25", out=tmp_path / "half", overrides=ov + ["train.steps=10"])
+    resumed = ganforge.train("grid25", out=tmp_path / "half", overrides=ov + ["train.steps=20"], resume=True)
+    assert torch.equal(resumed.generator.code.log_weights, lw)
+    loaded = ganforge.load(tmp_path / "full")  # exported weights carry the prior
+    assert torch.equal(loaded.generator.code.log_weights, lw)

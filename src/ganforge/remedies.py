@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .methods.base import Context
 
 # remedies that only some methods support: name -> methods that do
-ONLY_FOR = {"unrolled_steps": ("standard", "unrolled")}
+ONLY_FOR = {"unrolled_steps": ("standard", "unrolled"), "code_balance": ("standard", "unrolled")}
 
 
 # --------------------------------------------------------------------------- checks
@@ -59,6 +59,14 @@ def check_remedies(cfg: Experiment, method: str) -> None:
         raise ConfigError(f"remedies.top_k_decay must lie in (0, 1], got {r.top_k_decay}")
     if not r.unrolled_lr > 0:
         raise ConfigError(f"remedies.unrolled_lr must be positive, got {r.unrolled_lr}")
+    if r.code_balance < 0:
+        raise ConfigError(f"remedies.code_balance must be >= 0 (0: off), got {r.code_balance}")
+    if r.code_balance and not (cfg.model.g.name == "mlp" and cfg.model.g.categories):
+        raise ConfigError("remedies.code_balance learns the prior of G's categorical latent code; "
+                          "set model.g.name=mlp and model.g.categories (e.g. 100), or remedies.code_balance=0")
+    for key in ("code_balance_every", "code_balance_samples"):
+        if getattr(r, key) < 1:
+            raise ConfigError(f"remedies.{key} must be at least 1, got {getattr(r, key)}")
     if cfg.train.batch % r.pack:
         raise ConfigError(f"train.batch={cfg.train.batch} must be divisible by remedies.pack={r.pack} "
                           f"(PacGAN packs {r.pack} samples into one D input)")
@@ -145,6 +153,56 @@ def top_k_logits(logits: Tensor, k: int) -> Tensor:
     realistic). G's loss averages over these only, so the gradient of the worst fakes --
     those D confidently rejects, typically off every mode -- is zeroed (Sinha et al. 2020)."""
     return logits if k >= logits.shape[0] else torch.topk(logits, k, sorted=False).values
+
+
+@torch.no_grad()
+def code_balance_(G: nn.Module, D: nn.Module, eta: float, samples: int = 64, pack: int = 1,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """One update of the code prior of G's categorical latent code (``model.g.categories``).
+
+    For the optimal D of the BCE objective, ``logit D(x) = log p_d(x) / p_g(x)``, so for code c
+
+        r_c = E_{z ~ N(0, I)} [ exp(logit D(G(c, z))) ]  ~  (data mass) / (generated mass) where c's samples land,
+
+    estimated on ``samples`` latents per code (log-mean-exp of the logits). The prior moves by a
+    damped multiplicative-weights step,
+
+        log pi_c <- log_softmax(log pi_c + eta * log r_c),
+
+    whose fixed point is ``r_c = 1`` for every code with mass: codes on over-covered modes
+    lose weight, codes on under-covered modes gain it, and codes that D rejects outright (off
+    every mode) fade out. It is the prior learning of Khayatkhoei et al. (2018, learned
+    generator priors from D's response) applied to the codes of one generator, and the
+    expectation of discriminator rejection sampling (Azadi et al. 2019) per code. G and D
+    are evaluated in eval mode (BatchNorm statistics untouched). With PacGAN packing, each
+    sample's logit is read with 4 fixed sets of generated companions
+    (:func:`ganforge.sampling.log_density_ratio`); the constant they add cancels in the softmax.
+
+    Returns the new prior ``pi`` [K].
+    """
+    from .sampling import log_density_ratio
+
+    code = G.code
+    k, dev = code.k, code.log_weights.device
+    modes = {m: m.training for m in (G, D)}
+    G.eval()
+    D.eval()
+    try:
+        c = torch.arange(k, device=dev).repeat_interleave(samples)  # [K * m]
+        rest = torch.randn(k * samples, G.z_dim - 1, generator=generator).to(dev)
+        x = G.decode(code.embed(c, rest))  # [K * m, ...]
+        comp = None
+        if pack > 1:
+            cz = torch.randn(4 * (pack - 1), G.z_dim, generator=generator).to(dev)
+            comp = G(cz).reshape(4, pack - 1, *x.shape[1:])
+        d = log_density_ratio(D, x, pack, comp).float().reshape(k, samples)  # [K, m]
+        log_r = torch.logsumexp(d, dim=1) - math.log(samples)  # [K]
+        new = torch.log_softmax(code.log_weights.float() + eta * log_r, dim=0).clamp_(min=-30.0)
+        code.log_weights.copy_(new)
+    finally:
+        for m, training in modes.items():
+            m.train(training)
+    return new.exp()
 
 
 def _key(name: str) -> str:
@@ -252,6 +310,20 @@ class Remedies:
         if ctx.log_step:
             ctx.stats.report("remedy/top_k", k)
         return top_k_logits(logits, k)
+
+    def after_g_step(self, G: nn.Module, D: nn.Module):
+        """The G phase's ``after_step`` hook: code balancing every ``code_balance_every`` steps
+        (None when off). Logs the prior's perplexity ``exp(H(pi))`` (the effective number of codes)."""
+        r = self.r
+        if not r.code_balance:
+            return None
+
+        def step(ctx: Context) -> None:
+            if (ctx.step + 1) % r.code_balance_every == 0:
+                pi = code_balance_(G, D, r.code_balance, r.code_balance_samples, r.pack)
+                ctx.stats.report("remedy/code_perplexity", torch.exp(-(pi * pi.clamp_min(1e-30).log()).sum()))
+
+        return step
 
     def g_terms(self, ctx: Context, D: nn.Module, fake_in: Tensor) -> Tensor | float:
         """G's extra terms on D's features of ``fake_in`` (D's input of a fake batch):

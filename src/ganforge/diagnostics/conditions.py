@@ -104,6 +104,11 @@ def remedies(name: str, cfg: Experiment | None) -> list[dict[str, str]]:
         if L.penalty is None and not wasserstein:
             out.append(_r("loss.penalty=gp", "a gradient penalty (or loss.name=wgan-gp) smooths D's feedback"))
     elif name == "low_quality":
+        if M.g.name == "mlp" and not M.g.categories:
+            z = "" if M.z_dim >= 2 else " --set model.z_dim=3"
+            out.append(_r(f"model.g.categories=100 --set model.g.code_scale=0.1{z}",
+                          "a categorical latent code lets G put its samples on disconnected modes without the "
+                          "bridges a connected latent leaves between them (the grid25 and ring8 recipes' choice)"))
         if O.g.lr >= 1e-3:
             out.append(_r(f"optim.g.lr={_fmt(O.g.lr / 4)} --set optim.d.lr={_fmt(O.d.lr / 4)}",
                           "large steps keep G jittering around the modes instead of settling on them"))

@@ -69,6 +69,6 @@ def build_standard(cfg: Experiment, shape: tuple[int, ...], device: torch.device
     clip = (lambda ctx: clip_weights_(D, cfg.loss.clip)) if adv.clip else None
     phases = [
         Phase("D", "d", d_loss, repeat=cfg.optim.n_critic, after_step=clip),
-        Phase("G", "g", g_loss),
+        Phase("G", "g", g_loss, after_step=R.after_g_step(G, D)),
     ]
     return Method(modules={"g": G, "d": D, **R.averages(g=G, d=D)}, phases=phases)

@@ -49,31 +49,44 @@ def hidden_stack(cfg: NetConfig, in_features: int, maxout: int = 0) -> nn.Sequen
 
 
 class CategoricalCode(nn.Module):
-    """z [..., z_dim] -> [one_hot(c) [..., K], scale * z[..., 1:]] with ``c = floor(K * Phi(z_0))``.
+    """z [..., z_dim] -> [one_hot(c) [..., K], scale * z[..., 1:]], the code c drawn from z_0.
 
-    ``Phi`` is the standard normal CDF, so for ``z_0 ~ N(0, 1)`` the code ``c`` is uniform on
-    ``{0, ..., K-1}``: the latent stays ``z ~ N(0, I)`` everywhere else in ganforge (samplers,
-    fixed grids, EMA, seed ensembles) while the generator sees a discrete code and ``z_dim - 1``
-    continuous coordinates shrunk by ``scale``. The prior is then a mixture of K small
-    Gaussians with one-hot means, as in DeLiGAN (Gurumurthy et al. 2017, mixture latent) with
-    fixed, equal weights.
+    ``c = min{j : u < F_j}`` with ``u = Phi(z_0)`` (``Phi`` the standard normal CDF) and
+    ``F_j = pi_0 + ... + pi_j`` the CDF of the code prior ``pi = softmax(log_weights)``. For
+    ``z_0 ~ N(0, 1)``, u is uniform, so c ~ pi; with the default uniform prior
+    ``c = floor(K * u)``. The latent thus stays ``z ~ N(0, I)`` everywhere else in ganforge
+    (samplers, fixed grids, EMA, seed ensembles) while the generator sees a discrete code and
+    ``z_dim - 1`` continuous coordinates shrunk by ``scale``: a mixture of K small Gaussians
+    with one-hot means, as in DeLiGAN (Gurumurthy et al. 2017), with weights ``pi`` that
+    ``remedies.code_balance`` can learn during training (:func:`ganforge.remedies.code_balance_`).
 
     Why: a continuous G of a connected latent cannot put all its mass on disconnected modes;
     it leaves samples on the bridges between them (Khayatkhoei et al. 2018). With a code, each
-    code can sit on one mode and the bridges need no mass. On grid25 each code ends up as one
-    tight cluster inside one mode (``mode_spread`` in the benchmark measures how tight).
+    code can sit on one mode and the bridges need no mass.
     """
 
     def __init__(self, categories: int, scale: float = 1.0):
         super().__init__()
         self.k, self.scale = int(categories), float(scale)
+        self.register_buffer("log_weights", torch.zeros(self.k))  # log pi up to a constant; zeros: uniform
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        u = torch.special.ndtr(z[..., :1].float())  # [..., 1] in (0, 1)
-        c = (u * self.k).long().clamp_(0, self.k - 1)  # [..., 1]
+    def codes(self, z: torch.Tensor, log_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The code index of each latent, ``z [..., z_dim] -> [...]`` (int64).
+
+        ``log_weights``: ``[K]``, or ``[S, K]`` for a stack of S generators with z ``[S, N, z_dim]``."""
+        lw = self.log_weights if log_weights is None else log_weights
+        cdf = torch.softmax(lw.float(), dim=-1).cumsum(dim=-1)  # [..., K]
+        u = torch.special.ndtr(z[..., 0].float()).contiguous()  # [...] in (0, 1)
+        return torch.searchsorted(cdf, u, right=True).clamp_(max=self.k - 1)
+
+    def embed(self, c: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """What the generator body sees for codes ``c [...]`` and continuous parts ``rest [..., z_dim - 1]``."""
         # one-hot by comparison (no data-dependent checks, so CUDA graphs can capture it)
-        onehot = (c == torch.arange(self.k, device=z.device)).to(z.dtype)  # [..., K]
-        return torch.cat([onehot, z[..., 1:] * self.scale], dim=-1)
+        onehot = (c.unsqueeze(-1) == torch.arange(self.k, device=c.device)).to(rest.dtype)  # [..., K]
+        return torch.cat([onehot, rest * self.scale], dim=-1)
+
+    def forward(self, z: torch.Tensor, log_weights: torch.Tensor | None = None) -> torch.Tensor:
+        return self.embed(self.codes(z, log_weights), z[..., 1:])
 
     def extra_repr(self) -> str:
         return f"categories={self.k}, scale={self.scale}"
@@ -88,14 +101,19 @@ class MLPGenerator(Generator):
             self.code = CategoricalCode(cfg.categories, cfg.code_scale)
         else:
             self.code = nn.Identity()
-        self.body = hidden_stack(cfg, z_dim + cfg.categories - 1 if cfg.categories else z_dim)
-        n = cfg.width if cfg.depth else z_dim
+        n_in = z_dim + cfg.categories - 1 if cfg.categories else z_dim  # the body's input features
+        self.body = hidden_stack(cfg, n_in)
+        n = cfg.width if cfg.depth else n_in
         self.out = nn.Linear(n, numel(self.out_shape))
         self.images = len(self.out_shape) > 1
         spectral_norm_(self, cfg.spectral_norm)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        y = self.out(self.body(self.code(z)))  # [N, prod(out_shape)]
+        return self.decode(self.code(z))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """The body's input ``h [N, in]`` (z, or a code's embedding) -> samples."""
+        y = self.out(self.body(h))  # [N, prod(out_shape)]
         if self.images:
             y = torch.tanh(y)
         return y.reshape(-1, *self.out_shape)

@@ -85,7 +85,7 @@ def ensemble_unsupported(cfg: Experiment) -> str | None:
         return "loss label options or loss.penalty"
     defaults = type(r)()
     for key in ("minibatch_discrimination", "minibatch_std", "feature_matching", "historical_averaging",
-                "instance_noise", "unrolled_steps", "pull_away"):
+                "instance_noise", "unrolled_steps", "pull_away", "code_balance"):
         if getattr(r, key) != getattr(defaults, key):
             return f"remedies.{key}={getattr(r, key)!r}"
     if t.amp != "none" or t.compile:

@@ -15,7 +15,7 @@ from ..nets.layers import Maxout
 from ..nets.mlp import CategoricalCode
 
 SUPPORTED = ("method standard; model.g/d.name mlp (no spectral_norm, dropout 0); loss.name ns|bce|saturating "
-             "without smoothing/real_label/flip/penalty; remedies: pack only; train.amp none, compile false; "
+             "without smoothing/real_label/flip/penalty; remedies: pack and top_k only; train.amp none, compile false; "
              "eval.every 0; train.tensorboard false; one process")
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.ELU, nn.Identity)
@@ -121,7 +121,9 @@ class StackedNet:
     def generator(self, z: Tensor, train: bool) -> Tensor:
         """MLPGenerator: z [S, N, z_dim] -> [S, N, *out_shape]."""
         G = self.template
-        h = G.code(z).transpose(1, 2)  # [S, z_dim (or K + z_dim - 1 with a categorical code), N]
+        if isinstance(G.code, CategoricalCode):  # each seed's code prior: buffers [S, K]
+            z = G.code(z, self.buffers["code.log_weights"])  # [S, N, K + z_dim - 1]
+        h = z.transpose(1, 2)  # [S, features, N]
         y = self._linear("out.", self._layer(G.body, "body.", h, train))  # [S, D, N]
         if G.images:
             y = torch.tanh(y)

@@ -62,6 +62,8 @@ def unsupported(trainer: Trainer) -> str | None:
         return "annealed instance noise (its std changes every step on the host)"
     if r.historical_averaging > 0:
         return "historical averaging (a running mean with a host-side count)"
+    if getattr(r, "code_balance", 0):
+        return "code balancing (a host-side update every few steps)"
     if getattr(r, "top_k", 0) and getattr(r, "top_k_decay", 0):
         return "a decaying top-k (k changes with the step on the host)"
     if any(o.__class__ is not torch.optim.Adam for o in trainer.optims.values()):
