@@ -53,6 +53,7 @@ _PLAIN_2D = [
     "optim.g.beta1=0.5", "optim.d.beta1=0.5", "optim.g.beta2=0.999", "optim.d.beta2=0.999",
     "model.g.width=400", "model.g.depth=4", "model.d.width=200", "model.d.depth=3", "model.d.maxout=5",
     "model.g.norm=batch", "model.z_dim=2", "loss.name=ns", "remedies.top_k=0", "optim.n_critic=1",
+    "model.g.categories=0", "model.g.code_scale=1", "remedies.code_balance=0",
 ]
 PLAIN: dict[str, list[str]] = {
     "ring8": _PLAIN_2D,
@@ -92,6 +93,8 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "code": ("categorical latent code: z_0 -> one of 100 equiprobable one-hot codes, 2 continuous coordinates x 0.1 "
              "(DeLiGAN-style mixture prior; model.g.categories)",
              ["model.g.categories=100", "model.g.code_scale=0.1", "model.z_dim=3"]),
+    "codebal": ("the categorical code with its prior learned from D (code balancing, step 0.2)",
+                ["model.g.categories=100", "model.g.code_scale=0.1", "model.z_dim=3", "remedies.code_balance=0.2"]),
     "cosine": ("lr 2e-4 with cosine decay to 1e-6 for G and D (the recommended recipes' schedule, no packing)",
                ["optim.g.lr=2e-4", "optim.d.lr=2e-4", "optim.g.schedule=cosine", "optim.d.schedule=cosine",
                 "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]),

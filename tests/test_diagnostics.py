@@ -343,7 +343,8 @@ def test_state_dict_round_trip_through_a_safe_checkpoint(tmp_path):
 # Pinned here so that retuning the ring8 recipe does not change what these tests exercise.
 SMALL = ["train.progress=false", "train.threads=1", "train.log_every=10", "train.sample_every=0",
          "train.checkpoint_every=0", "model.g.width=128", "model.d.width=128", "remedies.pack=1",
-         "optim.g.schedule=constant", "optim.d.schedule=constant", "train.ema=0"]
+         "optim.g.schedule=constant", "optim.d.schedule=constant", "train.ema=0",
+         "model.g.categories=0", "model.z_dim=2", "remedies.code_balance=0"]
 
 
 @pytest.fixture

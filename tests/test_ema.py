@@ -162,7 +162,8 @@ def test_ema_of_a_bn_generator_stays_on_the_modes_after_a_short_ring8_run(tmp_pa
         run = ganforge.train("ring8", out=tmp_path / "r", overrides=[
             "train.progress=false", "train.threads=1", "train.log_every=50", "train.sample_every=0", "train.checkpoint_every=0",
             "train.monitor=false", "model.g.width=128", "model.d.width=128", "remedies.pack=1", "train.steps=500",
-            "optim.g.lr=5e-4", "optim.d.lr=5e-4", "optim.g.schedule=constant", "optim.d.schedule=constant", "train.ema=0.99"])
+            "optim.g.lr=5e-4", "optim.d.lr=5e-4", "optim.g.schedule=constant", "optim.d.schedule=constant", "train.ema=0.99",
+            "model.g.categories=0", "model.z_dim=2", "remedies.code_balance=0"])  # pinned: a plain BN generator
     finally:
         torch.set_num_threads(n)
     ckpt = load_torch(tmp_path / "r" / "checkpoints" / "last.pt")

@@ -13,21 +13,21 @@ from ganforge.training.ensemble import StackedNet, check_ensemble, train_ensembl
 
 TINY = ["train.steps=4", "train.log_every=1", "train.sample_every=0", "train.checkpoint_every=0",
         "train.progress=false", "train.batch=16", "data.samples=1000", "model.g.width=16",
-        "model.d.width=12", "train.monitor=false", "train.threads=1"]
+        "model.d.width=12", "train.monitor=false", "train.threads=1", "remedies.code_balance=0"]
 
 
 def tiny(*extra):
     return resolve("grid25", TINY + list(extra))
 
 
-def close(a: dict, b: dict, atol=2e-5):
+def close(a: dict, b: dict, atol=2e-5, rtol=1e-4):
     assert a.keys() == b.keys()
     for k in a:
-        assert torch.allclose(a[k].double(), b[k].double(), rtol=1e-4, atol=atol), k
+        assert torch.allclose(a[k].double(), b[k].double(), rtol=rtol, atol=atol), k
 
 
 @pytest.mark.parametrize("extra", [
-    [],  # the grid25 recipe: G with BatchNorm, PacGAN 2, cosine lr
+    [],  # the grid25 recipe (categorical code, top-k, cosine lr), without code balancing (TINY)
     ["optim.n_critic=2", "train.ema=0.9", "optim.g.weight_decay=1e-3", "model.d.norm=batch",
      "remedies.pack=1", "loss.name=saturating", "optim.d.name=rmsprop"],
 ])
@@ -42,8 +42,9 @@ def test_each_seed_matches_its_sequential_trainer_run(tmp_path, extra):
         close(run.generator.state_dict(), seq.generator.state_dict())
         a, b = (load_torch(d / "checkpoints" / "last.pt") for d in (run.run_dir, seq.run_dir))
         close(a["modules"]["d"], b["modules"]["d"])
-        close({str(k): v["exp_avg_sq"] for k, v in a["optims"]["g"]["state"].items() if "exp_avg_sq" in v},
-              {str(k): v["exp_avg_sq"] for k, v in b["optims"]["g"]["state"].items() if "exp_avg_sq" in v}, atol=1e-8)
+        sq_a, sq_b = ({str(k): v["exp_avg_sq"] for k, v in o["optims"]["g"]["state"].items() if "exp_avg_sq" in v} for o in (a, b))
+        # second moments square the gradients' rounding differences (batched vs unbatched float32 matmuls)
+        close(sq_a, sq_b, atol=2e-5 * max(float(v.abs().max()) for v in sq_b.values()), rtol=1e-3)
         assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])  # the same latents were drawn
         ra, rb = run.metrics(), seq.metrics()
         assert [r["step"] for r in ra] == [r["step"] for r in rb] == [1, 2, 3, 4]
@@ -94,7 +95,8 @@ def test_stacked_net_shapes_and_batch_independence(code):
 
 
 @pytest.mark.parametrize("override", ["loss.name=wgan-gp", "method=unrolled", "model.g.name=dcgan",
-                                      "remedies.minibatch_std=true", "loss.smoothing=0.1", "model.d.dropout=0.1"])
+                                      "remedies.minibatch_std=true", "loss.smoothing=0.1", "model.d.dropout=0.1",
+                                      "remedies.code_balance=0.2"])
 def test_unsupported_configs_are_one_line_config_errors(override, tmp_path):
     cfg = tiny(override)
     with pytest.raises(ConfigError, match="seed ensembles do not support .*; supported: method standard") as e:

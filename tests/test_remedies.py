@@ -163,6 +163,7 @@ def test_packed_discriminator_sees_m_samples():
     (["remedies.top_k=0.5", "remedies.top_k_decay=0"], "top_k_decay must lie in"),
     (["remedies.code_balance=0.5", "model.g.categories=0"], "set model.g.name=mlp and model.g.categories"),
     (["remedies.code_balance=-1"], "code_balance must be >= 0"),
+    (["remedies.code_balance=0.2", "model.g.categories=8", "remedies.code_balance_start=1"], "code_balance_start must lie in"),
     (["remedies.code_balance=0.5", "model.g.categories=8", "remedies.code_balance_every=0"], "code_balance_every must be at least 1"),
     (["remedies.code_balance=0.5", "model.g.categories=8", "method=madgan"], "not supported by method 'madgan'"),
 ])
@@ -268,7 +269,7 @@ def test_code_balance_trains_logs_and_resumes_exactly(tmp_path):
     import ganforge
 
     ov = ["model.g.categories=8", "model.z_dim=3", "model.g.code_scale=0.1", "remedies.code_balance=0.5",
-          "remedies.code_balance_every=5", "remedies.code_balance_samples=8", "train.batch=32", "model.g.width=32",
+          "remedies.code_balance_every=5", "remedies.code_balance_samples=8", "remedies.code_balance_start=0", "train.batch=32", "model.g.width=32",
           "model.d.width=16", "train.log_every=5", "train.progress=false", "train.monitor=false",
           "train.sample_every=0", "train.threads=1", "train.checkpoint_every=0",
           "optim.g.schedule=constant", "optim.d.schedule=constant"]  # (cosine's horizon is train.steps)

@@ -93,8 +93,9 @@ class RemedyConfig:
     mrgan_lambda2: float = 0.4  # MRGAN (method mrgan): weight of the mode-regularizer term
     top_k: float = 0.0  # Sinha et al. 2020: G's loss on the k fakes D scores highest, k annealed from the batch to top_k * batch; 0: off
     top_k_decay: float = 0.99  # top-k training: k = batch * max(top_k, top_k_decay ** (step / 100)) (0.99 per epoch in the paper)
-    code_balance: float = 0.0  # step size eta of the learned code prior (needs model.g.categories): log pi_c += eta log r_c; 0: off
+    code_balance: float = 0.0  # step size eta of the learned code prior (needs model.g.categories; 0.2 works): log pi_c += eta log r_c; 0: off
     code_balance_every: int = 50  # code balancing: steps between prior updates
+    code_balance_start: float = 0.25  # code balancing: first update after this fraction of train.steps (D must be fit first)
     code_balance_samples: int = 64  # code balancing: latents per code in each update
 
 
