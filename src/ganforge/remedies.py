@@ -10,7 +10,9 @@ Where each remedy acts:
 - extra loss terms: historical averaging on D and G (:meth:`Remedies.average_term`),
   feature matching and the EBGAN pull-away term on G (:meth:`Remedies.g_terms`);
 - which fakes G's adversarial loss averages over: top-k training (:meth:`Remedies.g_logits`);
-- unrolled GAN changes which D G's loss is taken against (methods/unrolled.py).
+- unrolled GAN changes which D G's loss is taken against (methods/unrolled.py);
+- the prior of G's categorical latent code (``model.g.categories``): code balancing, after
+  the G step every few steps (:func:`code_balance_`, :meth:`Remedies.after_g_step`).
 
 Remedies done elsewhere: label smoothing/flipping (``loss.*``), dropout (``model.*.dropout``),
 spectral norm (``model.*.spectral_norm``), WGAN-GP/DRAGAN/R1/R2 (``loss.penalty``), TTUR
