@@ -30,6 +30,9 @@ def close(a: dict, b: dict, atol=2e-5, rtol=1e-4):
     [],  # the grid25 recipe (categorical code, top-k, cosine lr), without code balancing (TINY)
     ["optim.n_critic=2", "train.ema=0.9", "optim.g.weight_decay=1e-3", "model.d.norm=batch",
      "remedies.pack=1", "loss.name=saturating", "optim.d.name=rmsprop"],
+    # code balancing (the learned code prior) every 2 steps, with PacGAN packing 2
+    ["remedies.code_balance=0.5", "remedies.code_balance_every=2", "remedies.code_balance_start=0",
+     "remedies.code_balance_samples=4", "remedies.pack=2"],
 ])
 def test_each_seed_matches_its_sequential_trainer_run(tmp_path, extra):
     cfg = tiny(*extra)
@@ -37,6 +40,8 @@ def test_each_seed_matches_its_sequential_trainer_run(tmp_path, extra):
     runs = train_ensemble(cfg, seeds, tmp_path / "ens")
     assert [r.config.train.seed for r in runs] == seeds
     for s, run in zip(seeds, runs):
+        if "remedies.code_balance=0.5" in extra:  # the prior moved (and is compared with the rest of G's state)
+            assert not torch.allclose(run.generator.code.log_weights, torch.zeros(100))
         seq = ganforge.train(tiny(*extra, f"train.seed={s}"), out=tmp_path / f"seq-{s}")
         # G (EMA weights and BN running statistics included), D and the optimiser states
         close(run.generator.state_dict(), seq.generator.state_dict())
@@ -96,9 +101,9 @@ def test_stacked_net_shapes_and_batch_independence(code):
 
 @pytest.mark.parametrize("override", ["loss.name=wgan-gp", "method=unrolled", "model.g.name=dcgan",
                                       "remedies.minibatch_std=true", "loss.smoothing=0.1", "model.d.dropout=0.1",
-                                      "remedies.code_balance=0.2"])
+                                      ("remedies.code_balance=0.2", "model.d.norm=batch")])
 def test_unsupported_configs_are_one_line_config_errors(override, tmp_path):
-    cfg = tiny(override)
+    cfg = tiny(*([override] if isinstance(override, str) else override))
     with pytest.raises(ConfigError, match="seed ensembles do not support .*; supported: method standard") as e:
         train_ensemble(cfg, [0, 1], tmp_path)
     assert "\n" not in str(e.value)

@@ -30,8 +30,9 @@ single matrix products), which GAN training amplifies over thousands of steps: s
 equivalent in distribution, identical over a few steps (tests/test_ensemble.py).
 
 Supported: method ``standard``; ``mlp`` G and D (any width/depth/activation, norm batch |
-layer | none, maxout D); losses ns, bce, saturating without label options or penalty;
-remedy ``pack`` only; any optimiser, schedule, n_critic, EMA. Everything else is a one-line
+layer | none, maxout D, G's categorical code); losses ns, bce, saturating without label
+options or penalty; remedies ``pack``, ``top_k`` and ``code_balance`` (with a D without
+BatchNorm); any optimiser, schedule, n_critic, EMA. Everything else is a one-line
 ConfigError from :func:`check_ensemble` listing what is supported.
 
 Outputs: one ordinary run directory per seed (config.yaml with ``train.seed = s``,
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import sys
 import time
@@ -81,11 +83,13 @@ def ensemble_unsupported(cfg: Experiment) -> str | None:
             return f"model.{k}.dropout={net.dropout}"
     if L.name not in BCE:
         return f"loss.name={L.name!r}"
+    if r.code_balance and m.d.norm == "batch":
+        return "remedies.code_balance with model.d.norm=batch (D's eval mode is not batched)"
     if L.smoothing or L.flip or L.real_label != 1.0 or L.penalty is not None:
         return "loss label options or loss.penalty"
     defaults = type(r)()
     for key in ("minibatch_discrimination", "minibatch_std", "feature_matching", "historical_averaging",
-                "instance_noise", "unrolled_steps", "pull_away", "code_balance"):
+                "instance_noise", "unrolled_steps", "pull_away"):
         if getattr(r, key) != getattr(defaults, key):
             return f"remedies.{key}={getattr(r, key)!r}"
     if t.amp != "none" or t.compile:
@@ -255,6 +259,29 @@ class _Ensemble:
         if log:
             self.stats.report("grad/G", self.G.grad_norms(grads))
 
+    @torch.no_grad()
+    def code_balance(self) -> None:
+        """:func:`ganforge.remedies.code_balance_` for every seed at once, drawing each seed's
+        latents and companions from its own generator in the sequential run's order."""
+        r, zd, m = self.cfg.remedies, self.cfg.model.z_dim, self.cfg.remedies.code_balance_samples
+        lw = self.G.buffers["code.log_weights"]  # [S, K]
+        k = lw.shape[1]
+        codes = torch.arange(k, device=self.device).repeat_interleave(m).expand(self.S, -1)  # [S, K*m]
+        rest = torch.stack([torch.randn(k * m, zd - 1, generator=g, device=self.device) for g in self.gens])
+        x = self.G.generator(rest, train=False, codes=codes)  # [S, K*m, ...]
+        if self.pack == 1:
+            d = self.D.discriminator(x)  # [S, K*m]
+        else:  # 4 fixed sets of pack-1 generated companions per seed (sampling.log_density_ratio)
+            cz = torch.stack([torch.randn(4 * (self.pack - 1), zd, generator=g, device=self.device) for g in self.gens])
+            comp = self.G.generator(cz, train=False).reshape(self.S, 4, -1)  # [S, 4, (m-1)*d]
+            d = sum(self.D.discriminator(torch.cat([x.flatten(2), c.unsqueeze(1).expand(-1, x.shape[1], -1)], 2))
+                    for c in comp.unbind(1)) / 4
+        log_r = torch.logsumexp(d.float().reshape(self.S, k, m), dim=2) - math.log(m)  # [S, K]
+        new = torch.log_softmax(lw.float() + r.code_balance * log_r, dim=1).clamp_(min=-30.0)
+        lw.copy_(new)
+        pi = new.exp()
+        self.stats.report("remedy/code_perplexity", torch.exp(-(pi * pi.clamp_min(1e-30).log()).sum(1)))
+
     def _apply(self, k: str, params: list[Tensor], grads: Sequence[Tensor]) -> None:
         for p, g in zip(params, grads):
             p.grad = g
@@ -266,6 +293,10 @@ class _Ensemble:
         for _ in range(self.cfg.optim.n_critic):
             self.d_step(log)
         self.g_step(log)
+        r = self.cfg.remedies
+        if r.code_balance and self.step >= r.code_balance_start * self.cfg.train.steps \
+                and (self.step + 1) % r.code_balance_every == 0:  # as Remedies.after_g_step
+            self.code_balance()
         if self.ema is not None:
             with torch.no_grad():
                 torch._foreach_lerp_(list(self.ema.values()), [p.detach() for p in self.g_params], 1.0 - self.cfg.train.ema)

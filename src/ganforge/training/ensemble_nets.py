@@ -15,8 +15,8 @@ from ..nets.layers import Maxout
 from ..nets.mlp import CategoricalCode
 
 SUPPORTED = ("method standard; model.g/d.name mlp (no spectral_norm, dropout 0); loss.name ns|bce|saturating "
-             "without smoothing/real_label/flip/penalty; remedies: pack and top_k only; train.amp none, compile false; "
-             "eval.every 0; train.tensorboard false; one process")
+             "without smoothing/real_label/flip/penalty; remedies: pack, top_k, code_balance (D without BN); "
+             "train.amp none, compile false; eval.every 0; train.tensorboard false; one process")
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.ELU, nn.Identity)
 
@@ -118,10 +118,13 @@ class StackedNet:
         return m(h)  # elementwise activation or Identity
 
     # ------------------------------------------------------------------ nets
-    def generator(self, z: Tensor, train: bool) -> Tensor:
-        """MLPGenerator: z [S, N, z_dim] -> [S, N, *out_shape]."""
+    def generator(self, z: Tensor, train: bool, codes: Tensor | None = None) -> Tensor:
+        """MLPGenerator: z [S, N, z_dim] -> [S, N, *out_shape]. With ``codes [S, N]`` (a
+        categorical-code G), z holds only the continuous parts [S, N, z_dim - 1]."""
         G = self.template
-        if isinstance(G.code, CategoricalCode):  # each seed's code prior: buffers [S, K]
+        if codes is not None:
+            z = G.code.embed(codes, z)  # [S, N, K + z_dim - 1]
+        elif isinstance(G.code, CategoricalCode):  # each seed's code prior: buffers [S, K]
             z = G.code(z, self.buffers["code.log_weights"])  # [S, N, K + z_dim - 1]
         h = z.transpose(1, 2)  # [S, features, N]
         y = self._linear("out.", self._layer(G.body, "body.", h, train))  # [S, D, N]
