@@ -283,3 +283,14 @@ def test_code_balance_trains_logs_and_resumes_exactly(tmp_path):
     assert torch.equal(resumed.generator.code.log_weights, lw)
     loaded = ganforge.load(tmp_path / "full")  # exported weights carry the prior
     assert torch.equal(loaded.generator.code.log_weights, lw)
+
+
+def test_code_balance_starts_after_its_fraction_of_training():
+    from types import SimpleNamespace
+
+    from ganforge.remedies import code_balance_due
+
+    r = SimpleNamespace(code_balance=0.2, code_balance_start=0.25, code_balance_every=10)
+    assert [t for t in range(100) if code_balance_due(r, t, 100)] == [29, 39, 49, 59, 69, 79, 89, 99]
+    assert not any(code_balance_due(SimpleNamespace(code_balance=0.0, code_balance_start=0.0, code_balance_every=1), t, 10)
+                   for t in range(10))

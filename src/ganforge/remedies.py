@@ -159,6 +159,25 @@ def top_k_logits(logits: Tensor, k: int) -> Tensor:
     return logits if k >= logits.shape[0] else torch.topk(logits, k, sorted=False).values
 
 
+def code_balance_due(r, step: int, steps: int) -> bool:
+    """Whether code balancing updates the prior after 0-based ``step`` (``r``: ``cfg.remedies``)."""
+    return bool(r.code_balance) and step >= r.code_balance_start * steps and (step + 1) % r.code_balance_every == 0
+
+
+def code_prior_step(log_weights: Tensor, logits: Tensor, eta: float) -> Tensor:
+    """``log_softmax(log pi + eta * log r)`` with ``log r_c = log mean_j exp(logits[c, j])``.
+
+    ``log_weights [..., K]``, ``logits [..., K, m]`` (D's logits on m samples of each code);
+    returns the new log prior, floored at -30 so that it stays finite."""
+    log_r = torch.logsumexp(logits.float(), dim=-1) - math.log(logits.shape[-1])  # [..., K]
+    return torch.log_softmax(log_weights.float() + eta * log_r, dim=-1).clamp_(min=-30.0)
+
+
+def perplexity(log_pi: Tensor) -> Tensor:
+    """``exp(H(pi))`` over the last dimension: the effective number of codes."""
+    return torch.exp(-(log_pi.exp() * log_pi).sum(-1))
+
+
 @torch.no_grad()
 def code_balance_(G: nn.Module, D: nn.Module, eta: float, samples: int = 64, pack: int = 1,
                   generator: torch.Generator | None = None) -> Tensor:
@@ -199,14 +218,12 @@ def code_balance_(G: nn.Module, D: nn.Module, eta: float, samples: int = 64, pac
         if pack > 1:
             cz = torch.randn(4 * (pack - 1), G.z_dim, generator=generator).to(dev)
             comp = G(cz).reshape(4, pack - 1, *x.shape[1:])
-        d = log_density_ratio(D, x, pack, comp).float().reshape(k, samples)  # [K, m]
-        log_r = torch.logsumexp(d, dim=1) - math.log(samples)  # [K]
-        new = torch.log_softmax(code.log_weights.float() + eta * log_r, dim=0).clamp_(min=-30.0)
-        code.log_weights.copy_(new)
+        d = log_density_ratio(D, x, pack, comp).reshape(k, samples)  # [K, m]
+        code.log_weights.copy_(code_prior_step(code.log_weights, d, eta))
     finally:
         for m, training in modes.items():
             m.train(training)
-    return new.exp()
+    return code.log_weights.exp()
 
 
 def _key(name: str) -> str:
@@ -323,12 +340,10 @@ class Remedies:
         r = self.r
         if not r.code_balance:
             return None
-        start = r.code_balance_start * self.cfg.train.steps
-
         def step(ctx: Context) -> None:
-            if ctx.step >= start and (ctx.step + 1) % r.code_balance_every == 0:
-                pi = code_balance_(G, D, r.code_balance, r.code_balance_samples, r.pack)
-                ctx.stats.report("remedy/code_perplexity", torch.exp(-(pi * pi.clamp_min(1e-30).log()).sum()))
+            if code_balance_due(r, ctx.step, self.cfg.train.steps):
+                code_balance_(G, D, r.code_balance, r.code_balance_samples, r.pack)
+                ctx.stats.report("remedy/code_perplexity", perplexity(G.code.log_weights))
 
         return step
 

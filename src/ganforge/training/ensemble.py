@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import sys
 import time
@@ -61,6 +60,7 @@ from tqdm.auto import tqdm
 
 from ..config import Experiment, validate
 from ..errors import ConfigError
+from ..remedies import code_balance_due, code_prior_step, perplexity
 from .ensemble_nets import SUPPORTED, StackedNet
 
 BCE = ("ns", "bce", "saturating")
@@ -276,11 +276,8 @@ class _Ensemble:
             comp = self.G.generator(cz, train=False).reshape(self.S, 4, -1)  # [S, 4, (m-1)*d]
             d = sum(self.D.discriminator(torch.cat([x.flatten(2), c.unsqueeze(1).expand(-1, x.shape[1], -1)], 2))
                     for c in comp.unbind(1)) / 4
-        log_r = torch.logsumexp(d.float().reshape(self.S, k, m), dim=2) - math.log(m)  # [S, K]
-        new = torch.log_softmax(lw.float() + r.code_balance * log_r, dim=1).clamp_(min=-30.0)
-        lw.copy_(new)
-        pi = new.exp()
-        self.stats.report("remedy/code_perplexity", torch.exp(-(pi * pi.clamp_min(1e-30).log()).sum(1)))
+        lw.copy_(code_prior_step(lw, d.reshape(self.S, k, m), r.code_balance))
+        self.stats.report("remedy/code_perplexity", perplexity(lw))
 
     def _apply(self, k: str, params: list[Tensor], grads: Sequence[Tensor]) -> None:
         for p, g in zip(params, grads):
@@ -293,9 +290,7 @@ class _Ensemble:
         for _ in range(self.cfg.optim.n_critic):
             self.d_step(log)
         self.g_step(log)
-        r = self.cfg.remedies
-        if r.code_balance and self.step >= r.code_balance_start * self.cfg.train.steps \
-                and (self.step + 1) % r.code_balance_every == 0:  # as Remedies.after_g_step
+        if code_balance_due(self.cfg.remedies, self.step, self.cfg.train.steps):  # as Remedies.after_g_step
             self.code_balance()
         if self.ema is not None:
             with torch.no_grad():
