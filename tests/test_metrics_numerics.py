@@ -367,3 +367,25 @@ def test_metrics_registry_names():
     assert set(METRICS.names()) == {"fid", "kid", "is", "mode_score", "pr", "dc", "modes", "diversity"}
     with pytest.raises(ConfigError, match="valid metrics: dc, diversity, fid"):
         METRICS.get("fdi")
+
+
+def test_mode_spread_matches_numpy_and_the_data_scores_its_closed_form():
+    from scipy import integrate, stats
+
+    from ganforge.metrics.modes import data_spread, mode_spread
+
+    r = np.random.default_rng(4)
+    modes, std = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 4.0]]), 0.2
+    x = modes[r.integers(0, 3, 500)] + r.normal(scale=0.35, size=(500, 2))  # wider than the data: some not HQ
+    d2 = ((x[:, None, :] - modes[None]) ** 2).sum(-1)  # [N, K]
+    near = d2.min(1)
+    hq = np.sqrt(near) < 3 * std
+    want = np.sqrt(near[hq].mean() / 2) / std
+    assert mode_spread(torch.from_numpy(x), torch.from_numpy(modes), std) == pytest.approx(want, rel=1e-9)
+    assert math.isnan(mode_spread(torch.full((4, 2), 50.0), torch.from_numpy(modes), std))
+    # the data's own value: E[r^2 | r^2 < 9] / d for r^2 ~ chi2_d, by numerical integration
+    for d in (2, 3):
+        num, _ = integrate.quad(lambda u: u * stats.chi2.pdf(u, d), 0, 9)
+        assert data_spread(d) == pytest.approx(math.sqrt(num / stats.chi2.cdf(9, d) / d), rel=1e-8)
+    big = torch.randn(200_000, 2, generator=torch.Generator().manual_seed(1)) * std  # one mode at 0
+    assert mode_spread(big, torch.zeros(1, 2), std) == pytest.approx(data_spread(2), rel=5e-3)

@@ -91,8 +91,8 @@ def data_spread(d: int, threshold: float = 3.0) -> float:
     from scipy.stats import chi2
 
     t2 = threshold**2
-    # E[r^2 1{r^2 < t2}] = d * P(chi2_{d+2} < t2) for r^2 ~ chi2_d
-    return math.sqrt(d * chi2.cdf(t2, d + 2) / chi2.cdf(t2, d) / d)
+    # E[r^2 1{r^2 < t2}] = d * P(chi2_{d+2} < t2) for r^2 ~ chi2_d; divided by P(chi2_d < t2) and by d
+    return math.sqrt(chi2.cdf(t2, d + 2) / chi2.cdf(t2, d))
 
 
 def stacked_labels(channel_labels) -> torch.Tensor:
