@@ -1,9 +1,10 @@
-"""Mode-collapse benchmark: ring8 / grid25 (PacGAN protocol) and stacked-digits (1,000 modes).
+"""Mode-collapse benchmark: ring8 / grid25 (PacGAN protocol) and the stacked 1,000-mode datasets.
 
     /work/venv/bin/python benchmarks/mode_collapse.py --quick                  # CI-sized, < 1 minute
     /work/venv/bin/python benchmarks/mode_collapse.py --datasets ring8,grid25 --seeds 10 --jobs 2
     /work/venv/bin/python benchmarks/mode_collapse.py --datasets grid25 --configs recommended --seeds 10
     /work/venv/bin/python benchmarks/mode_collapse.py --datasets stacked-digits --configs baseline,pack4 --seeds 3
+    /work/venv/bin/python benchmarks/mode_collapse.py --datasets stacked-fashion --configs recommended --seeds 10 --device cuda --jobs 5
     /work/venv/bin/python benchmarks/mode_collapse.py --list                   # the named configurations
 
 Protocol (PacGAN, Lin et al. 2018, section 5.1; VEEGAN, Srivastava et al. 2017): after
@@ -12,8 +13,11 @@ quality* when within 3 std of it. Reported: modes covered (a mode counts when it
 one high-quality sample), the high-quality fraction (%), and the reverse KL between the
 histogram of high-quality samples over the modes and the uniform data distribution
 (``ganforge.metrics.count_modes_2d``). stacked-digits: 26,000 samples, each channel classified
-by ganforge's digits classifier (``ganforge.metrics`` ``classifier`` extractor), label
-``100a + 10b + c``; reported: modes (classes) covered of 1,000 and KL to uniform.
+by the base dataset's classifier (``ganforge.metrics`` ``classifier`` extractor), label
+``100a + 10b + c``; reported: modes (classes) covered of 1,000 and KL to uniform, next to the
+real data's own count and KL (the ceiling). stacked-digits stacks scikit-learn digits (offline,
+16x16); stacked-fashion three Fashion-MNIST items (Debian's ``dataset-fashion-mnist`` or
+``--set data.data_dir=DIR``); stacked-mnist three MNIST digits where the IDX files are present.
 
 Each configuration is a list of ``section.key=value`` overrides. For the 2D data every
 configuration except ``recommended`` starts from the *plain* PacGAN setup (the dataset's
@@ -58,12 +62,19 @@ _PLAIN_2D = [
 PLAIN: dict[str, list[str]] = {
     "ring8": _PLAIN_2D,
     "grid25": _PLAIN_2D,
-    # digits-dcgan recipe on the stacked data, without its EMA
+    # the DCGAN recipes on the stacked data (native size), without their EMA
     "stacked-digits": ["data.name=stacked-digits", "train.ema=0"],
+    "stacked-fashion": ["data.name=stacked-fashion", "data.image_size=28", "train.ema=0"],
+    "stacked-mnist": ["data.name=stacked-mnist", "data.image_size=28", "train.ema=0"],
 }
-PLAIN_STEPS = {"ring8": 4000, "grid25": 6000, "stacked-digits": 3000}  # default steps of the plain configs
-RECIPE = {"ring8": "ring8", "grid25": "grid25", "stacked-digits": "digits-dcgan"}  # base of the plain configs
-RECOMMENDED = {"ring8": "ring8", "grid25": "grid25", "stacked-digits": "stacked-digits"}  # the shipped recipes
+PLAIN_STEPS = {"ring8": 4000, "grid25": 6000, "stacked-digits": 3000, "stacked-fashion": 3000, "stacked-mnist": 3000}
+RECIPE = {"ring8": "ring8", "grid25": "grid25", "stacked-digits": "digits-dcgan",  # base of the plain configs
+          "stacked-fashion": "fashion-dcgan", "stacked-mnist": "fashion-dcgan"}
+# the shipped recipes (stacked-mnist: the stacked-fashion recipe on MNIST)
+RECOMMENDED = {"ring8": "ring8", "grid25": "grid25", "stacked-digits": "stacked-digits",
+               "stacked-fashion": "stacked-fashion", "stacked-mnist": "stacked-fashion"}
+RECOMMENDED_SET = {"stacked-mnist": ["data.name=stacked-mnist"]}
+STACKED = ("stacked-digits", "stacked-fashion", "stacked-mnist")
 
 # name -> (what it is, overrides on top of PLAIN). Weights are this benchmark's choices for
 # 2D data; the papers' image-scale values are noted where they differ.
@@ -109,25 +120,26 @@ PUBLISHED = {
 }
 # ganforge's targets for the recommended recipes, on every seed: (modes, hq %, rkl)
 TARGETS = {"ring8": (8, 98.0, 0.02), "grid25": (25, 97.0, 0.02)}
-NUM_MODES = {"ring8": 8, "grid25": 25, "stacked-digits": 1000}
-# Benchmark runs write no intermediate samples/checkpoints and skip the monitor.
+NUM_MODES = {"ring8": 8, "grid25": 25, **{d: 1000 for d in STACKED}}
+# Benchmark runs write no intermediate samples/checkpoints and skip the monitor (train.device: --device).
 RUN_DEFAULTS = ["train.progress=false", "train.monitor=false", "train.sample_every=0",
-                "train.checkpoint_every=0", "train.log_every=100", "train.device=cpu"]
+                "train.checkpoint_every=0", "train.log_every=100"]
 STACKED_SAMPLES = 26_000  # Stacked MNIST protocol (VEEGAN / PacGAN)
 TWO_D_SAMPLES = 2_500
 
 
-def overrides_for(dataset: str, config: str, steps: int | None, threads: int, seed: int, extra=()) -> tuple[str, list[str]]:
+def overrides_for(dataset: str, config: str, steps: int | None, threads: int, seed: int, extra=(),
+                  device: str = "cpu") -> tuple[str, list[str]]:
     """(recipe, overrides) of one run."""
     if config not in CONFIGS:
         raise SystemExit(f"unknown config {config!r}; valid: {', '.join(CONFIGS)}")
     if config == "recommended":
-        ov = []
+        ov = list(RECOMMENDED_SET.get(dataset, []))
     else:
         ov = [*PLAIN[dataset], f"train.steps={PLAIN_STEPS[dataset]}", *CONFIGS[config][1]]
     if steps is not None:
         ov.append(f"train.steps={steps}")
-    ov += [*extra, *RUN_DEFAULTS, f"train.threads={threads}", f"train.seed={seed}"]
+    ov += [*extra, *RUN_DEFAULTS, f"train.device={device}", f"train.threads={threads}", f"train.seed={seed}"]
     return (RECOMMENDED if config == "recommended" else RECIPE)[dataset], ov
 
 
@@ -144,7 +156,7 @@ def run_one(job: dict) -> dict:
     from ganforge.data import load_dataset
 
     dataset, config, seed = job["dataset"], job["config"], job["seed"]
-    recipe, ov = overrides_for(dataset, config, job["steps"], job["threads"], seed, job.get("set", ()))
+    recipe, ov = overrides_for(dataset, config, job["steps"], job["threads"], seed, job.get("set", ()), job.get("device", "cpu"))
     rec = {"dataset": dataset, "config": config, "seed": seed, "recipe": recipe, "overrides": ov}
     run_dir = Path(job["runs"]) / dataset / config / f"seed{seed}"
     if run_dir.exists():
@@ -183,7 +195,8 @@ def run_one(job: dict) -> dict:
             from ganforge.metrics import evaluate_samples
 
             n = job.get("stacked_samples", STACKED_SAMPLES)
-            m = evaluate_samples(run.sample(n, seed=10_000 + seed), data, ["modes"], features="classifier", progress=False)
+            m = evaluate_samples(run.sample(n, seed=10_000 + seed), data, ["modes"], features="classifier", progress=False,
+                                 device=job.get("device", "cpu"))
             rec.update(modes=int(m["classes"]), kl=float(m["kl"]), samples=n)
         rec["eval_s"] = round(time.perf_counter() - t1, 2)
         if dataset in TARGETS and "hq" in rec:
@@ -284,7 +297,7 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
 
     out = ["# Mode-collapse benchmark", "",
            f"Command: `{meta['command']}`  ",
-           f"Machine: {meta['machine']}; torch threads per run: {meta['threads']}, jobs: {meta['jobs']}; "
+           f"Machine: {meta['machine']}; device {meta.get('device', 'cpu')}; torch threads per run: {meta['threads']}, jobs: {meta['jobs']}; "
            f"load average at start {meta['load_start']}, at end {meta['load_end']}.  ",
            "Mean ± standard error over seeds. Time: training seconds per run, wall clock and CPU (the CPU seconds of "
            "a one-thread run approximate its wall time on an idle machine).", ""]
@@ -295,7 +308,7 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
             continue
         out.append(f"## {ds}")
         out.append("")
-        if ds == "stacked-digits":
+        if ds in STACKED:
             ceil = meta.get("ceiling", {}).get(ds)
             out += ["| config | steps | seeds | modes (of 1000) | KL | seeds meeting target | train s/run (wall) | (CPU) |",
                     "|---|---|---|---|---|---|---|---|"]
@@ -312,6 +325,8 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
                         f"Target (every seed): >= {frac:.0%} of the real data's modes (>= {frac * ceil['modes']:.0f}) and KL "
                         f"<= {kf}x the real data's (<= {kf * ceil['kl']:.3f}). Published best for Stacked MNIST: 1000 modes, "
                         "KL 0.029 (R3GAN).", ""]
+            else:
+                out.append("")
         else:
             tm, thq, trkl = TARGETS[ds]
             out += [f"| config | steps | seeds | modes (of {NUM_MODES[ds]}) | high quality % | reverse KL | "
@@ -367,7 +382,7 @@ def load_avg() -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="ring8,grid25", help="comma list of ring8, grid25, stacked-digits")
+    ap.add_argument("--datasets", default="ring8,grid25", help=f"comma list of {', '.join(RECIPE)}")
     ap.add_argument("--configs", default="all", help=f"comma list of named configurations or 'all' ({', '.join(CONFIGS)})")
     ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per configuration")
     ap.add_argument("--seed-offset", type=int, default=0, help="first seed")
@@ -376,6 +391,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", default="benchmarks/results/mode_collapse", help="output folder (results.json, results.md)")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes); 1: in this process")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--device", default="cpu", help="train.device of every run (cpu, cuda, cuda:N); evaluation runs on the CPU")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra override for every run, e.g. --set train.batch=200 (repeatable)")
     ap.add_argument("--refine", choices=("drs", "langevin"), default=None,
@@ -415,12 +431,12 @@ def main(argv=None) -> int:
         records = [r for r in json.loads(json_path.read_text())["runs"] if "error" not in r]
     done = {(r["dataset"], r["config"], r["seed"]) for r in records}
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
-    jobs = [{"dataset": d, "config": c, "seed": s, "steps": args.steps, "threads": args.threads,
+    jobs = [{"dataset": d, "config": c, "seed": s, "steps": args.steps, "threads": args.threads, "device": args.device,
              "runs": str(out / "runs"), "keep_runs": args.keep_runs, "set": list(args.set), "stacked_samples": args.stacked_samples,
              "refine": args.refine}
             for d in datasets for c in configs for s in seeds if (d, c, s) not in done]
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "mode_collapse.py " + " ".join(argv),
-            "machine": machine(), "threads": args.threads, "jobs": args.jobs, "load_start": load_avg(),
+            "machine": machine(), "device": args.device, "threads": args.threads, "jobs": args.jobs, "load_start": load_avg(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
     def write() -> None:
@@ -431,15 +447,16 @@ def main(argv=None) -> int:
         os.replace(tmp, json_path)
         md_path.write_text(markdown(records, datasets, configs, meta))
 
-    if any(d.startswith("stacked-") for d in datasets) and jobs:
-        # train/cache the digits classifier once, before the runs (quietly; parallel jobs would race)
-        from ganforge.config import resolve
-        from ganforge.data import load_dataset
-        from ganforge.metrics.features_classifier import get_classifier
+    for d in datasets:
+        if d in STACKED and any(j["dataset"] == d for j in jobs):
+            # train/cache the base classifier once, before the runs (quietly; parallel jobs would race)
+            from ganforge.config import resolve
+            from ganforge.data import load_dataset
+            from ganforge.metrics.features_classifier import STACKED_BASE, get_classifier
 
-        cfg = resolve(*overrides_for("stacked-digits", configs[0], 1, args.threads, 0))
-        get_classifier("digits", int(load_dataset(cfg.data, "train", seed=0).shape[-1]), progress=False)
-        meta["ceiling"] = {"stacked-digits": real_ceiling(cfg, args.stacked_samples)}
+            cfg = resolve(*overrides_for(d, configs[0], 1, args.threads, 0, args.set))
+            get_classifier(STACKED_BASE[d], int(load_dataset(cfg.data, "train", seed=0).shape[-1]), cfg.data.data_dir, progress=False)
+            meta.setdefault("ceiling", {})[d] = real_ceiling(cfg, args.stacked_samples)
 
     from tqdm import tqdm
 

@@ -48,7 +48,8 @@ def test_cuda_graph_replays_match_the_eager_loop(tmp_path):
 
 
 def test_cuda_graph_statistics_count_every_step(tmp_path):
-    tr = fit(tiny("ring8", *BASE, "train.cuda_graph=true", "train.steps=40", "train.log_every=20"), tmp_path / "g")
+    tr = fit(tiny("ring8", *BASE, "remedies.code_balance=0", "train.cuda_graph=true", "train.steps=40", "train.log_every=20"),
+             tmp_path / "g")
     assert tr.graph.graph is not None
     assert tr.stats._counts["loss/d"] == 0  # read and reset at the last log step
     import json
@@ -59,8 +60,29 @@ def test_cuda_graph_statistics_count_every_step(tmp_path):
         assert 0.0 < r["d/real"] < 1.0 and 0.0 < r["loss/d"] < 10.0
 
 
+def test_categorical_code_is_captured_and_code_balancing_falls_back(tmp_path):
+    # the ring8 recipe's generator draws one of 32 codes from z_0 (model.g.categories): capturable
+    code = ["remedies.code_balance=0", "train.steps=40", "train.log_every=20"]
+    a = fit(tiny("ring8", *BASE, *code), tmp_path / "eager")
+    b = fit(tiny("ring8", *BASE, *code, "train.cuda_graph=true"), tmp_path / "graph")
+    assert b.graph is not None and b.graph.graph is not None and not b.graph.failed
+    assert b.cfg.model.g.categories == 32
+    import json
+
+    la, lb = (json.loads(t.run_dir.joinpath("metrics.jsonl").read_text().splitlines()[-1]) for t in (a, b))
+    for k in ("d/real", "d/fake"):  # same data and model; the noise differs, so only loosely equal
+        assert la[k] == pytest.approx(lb[k], abs=0.15), k
+    G = b.modules[b.method.generator].eval()
+    with torch.no_grad():
+        x = G(torch.randn(500, b.cfg.model.z_dim, device="cuda"))
+    assert x.shape == (500, 2) and torch.isfinite(x).all()
+    # code balancing updates the prior on the host between steps: eager, with a warning, still trains
+    c = fit(tiny("ring8", *BASE, "train.steps=40", "train.cuda_graph=true"), tmp_path / "bal", strict=False)
+    assert c.graph is None and c.step == 40
+
+
 def test_cuda_graph_follows_the_lr_schedule(tmp_path):
-    tr = fit(tiny("ring8", *BASE, "train.cuda_graph=true", "optim.g.schedule=cosine", "optim.g.min_lr=0.0",
+    tr = fit(tiny("ring8", *BASE, "remedies.code_balance=0", "train.cuda_graph=true", "optim.g.schedule=cosine", "optim.g.min_lr=0.0",
                   "optim.d.schedule=cosine", "optim.d.min_lr=0.0"), tmp_path / "g")
     assert float(tr.optims["g"].param_groups[0]["lr"]) == pytest.approx(0.0, abs=1e-12)
 

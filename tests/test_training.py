@@ -37,7 +37,7 @@ NEEDS_FASHION = pytest.mark.skipif(not _have_fashion(), reason="needs Debian's d
 
 
 @pytest.mark.parametrize("recipe", ["digits-dcgan", "ring8", "grid25", "stacked-digits", pytest.param("fashion-dcgan", marks=NEEDS_FASHION),
-                                    pytest.param("fashion-wgan-gp", marks=NEEDS_FASHION)])
+                                    pytest.param("fashion-wgan-gp", marks=NEEDS_FASHION), pytest.param("stacked-fashion", marks=NEEDS_FASHION)])
 def test_dry_run_of_every_recipe_writes_the_run_directory(recipe, tmp_path):
     cfg = tiny(recipe)
     run = ganforge.train(cfg, out=tmp_path / "run")
