@@ -197,7 +197,8 @@ def run_one(job: dict) -> dict:
             n = job.get("stacked_samples", STACKED_SAMPLES)
             m = evaluate_samples(run.sample(n, seed=10_000 + seed), data, ["modes"], features="classifier", progress=False,
                                  device=job.get("device", "cpu"))
-            rec.update(modes=int(m["classes"]), kl=float(m["kl"]), samples=n)
+            rec.update(modes=int(m["classes"]), kl=float(m["kl"]), samples=n,
+                       kl_channels=[round(float(m[f"kl_channel{i}"]), 5) for i in range(3)])
         rec["eval_s"] = round(time.perf_counter() - t1, 2)
         if dataset in TARGETS and "hq" in rec:
             tm, thq, trkl = TARGETS[dataset]

@@ -69,6 +69,8 @@ def launch(name: str, dataset: str, sets: list[str], seed: int, args, work: Path
            "--stacked-samples", str(args.samples)]
     for s in [*sets, *args.set]:
         cmd += ["--set", s]
+    if args.keep_runs:
+        cmd.append("--keep-runs")
     log = open(out.with_suffix(".log"), "w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -159,6 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--confirm-seeds", type=int, default=10, help="seeds of each dataset's winner (0 .. N-1)")
     ap.add_argument("--samples", type=int, default=26_000)
     ap.add_argument("--set", action="append", default=[], help="extra override for every run")
+    ap.add_argument("--keep-runs", action="store_true", help="keep each run's directory (WORK/NAME-sSEED/runs)")
     args = ap.parse_args(argv)
     names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
     out = Path(args.out)

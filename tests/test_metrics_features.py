@@ -165,6 +165,13 @@ def test_stacked_classifier_combines_channels(trained, digits):
     per_channel = trained[0](train.x[:6])[1].argmax(1).reshape(2, 3)
     assert lg.argmax(1).tolist() == (100 * per_channel[:, 0] + 10 * per_channel[:, 1] + per_channel[:, 2]).tolist()
     assert torch.allclose(torch.logsumexp(lg.double(), 1), torch.zeros(2, dtype=torch.float64), atol=1e-5)
+    from ganforge.metrics import evaluate_samples
+    from ganforge.metrics.modes import channel_kl
+
+    m = evaluate_samples(x, ds, ["modes"], features="classifier", progress=False)
+    pred = lg.argmax(1)
+    assert m["classes"] == len(set(pred.tolist()))
+    assert [m[f"kl_channel{i}"] for i in range(3)] == pytest.approx(channel_kl(pred))
 
 
 # ----------------------------------------------------------------------------- reference cache + evaluate

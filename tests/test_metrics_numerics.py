@@ -344,6 +344,23 @@ def test_count_classes_and_stacked():
         count_classes(np.array([5]), 4)
 
 
+def test_channel_kl_decomposes_the_stacked_kl():
+    from ganforge.metrics.modes import channel_kl
+
+    rng = np.random.default_rng(3)
+    # independent, unbalanced channels: the stacked KL is the sum of the channel KLs (+ sampling noise)
+    probs = [rng.dirichlet(np.full(10, 3.0)) for _ in range(3)]
+    digits = np.stack([rng.choice(10, 200_000, p=p) for p in probs], 1)
+    y = 100 * digits[:, 0] + 10 * digits[:, 1] + digits[:, 2]
+    got = channel_kl(torch.from_numpy(y))
+    for i in range(3):
+        q = np.bincount(digits[:, i], minlength=10) / len(y)
+        assert got[i] == pytest.approx(float(np.sum(q[q > 0] * np.log(q[q > 0] / 0.1))), abs=1e-12)
+    assert sum(got) == pytest.approx(count_classes(y, 1000)["kl"], abs=5e-3)
+    with pytest.raises(GanforgeError, match=r"\[0, 1000\)"):
+        channel_kl(torch.tensor([1000]))
+
+
 # ----------------------------------------------------------------------------- diversity + registry
 
 

@@ -31,7 +31,7 @@ from .features import FEATURES, FeatureExtractor
 from .frechet import frechet_distance, gaussian_statistics
 from .inception_score import inception_score, label_distribution, mode_score, probabilities
 from .kid import kid
-from .modes import count_classes, count_modes_2d
+from .modes import channel_kl, count_classes, count_modes_2d
 from .prdc import density_coverage, precision_recall
 from .reference import reference_statistics
 
@@ -147,6 +147,8 @@ def _evaluate(fake: torch.Tensor, dataset, metrics, features: str = "auto", n: i
             stacked = k == 1000 and extractor("classifier").stacked
             reference = None if stacked else label_distribution(dataset.labels, k)
             out.update(count_classes(predicted, k, reference))
+            if stacked:  # how much of the KL is each channel's own class imbalance
+                out.update({f"kl_channel{i}": v for i, v in enumerate(channel_kl(predicted))})
             info["modes_extractor"] = extractor("classifier").key
     if "classifier" in extractors and getattr(extractors["classifier"], "info", None):
         info["classifier_test_accuracy"] = extractors["classifier"].info.get("test_accuracy")

@@ -103,6 +103,22 @@ def stacked_labels(channel_labels) -> torch.Tensor:
     return 100 * c[:, 0] + 10 * c[:, 1] + c[:, 2]
 
 
+def channel_kl(predicted) -> list[float]:
+    """KL to uniform of each channel's digit histogram, for stacked labels ``100 a + 10 b + c``.
+
+    ``KL(q || U_1000) = sum_i KL(q_i || U_10) + (total correlation of a, b, c)``, so the three
+    values say how much of a stacked KL comes from each channel's class imbalance alone.
+    """
+    y = _t(predicted, torch.int64)
+    if y.numel() == 0 or int(y.min()) < 0 or int(y.max()) >= 1000:
+        raise GanforgeError("stacked labels must be a non-empty tensor of integers in [0, 1000)")
+    out = []
+    for digit in (y // 100, (y // 10) % 10, y % 10):
+        q = torch.bincount(digit, minlength=10).double().numpy()
+        out.append(kl_divergence(q / q.sum(), np.full(10, 0.1)))
+    return out
+
+
 def count_classes(predicted, num_classes: int, reference=None) -> dict[str, float]:
     """``{"classes": classes predicted at least once, "kl": KL(q || p*)}``.
 
