@@ -1,6 +1,7 @@
-"""Recipe search for the stacked 1,000-mode benchmarks, sized for one GPU lease.
+"""Recipe search for the stacked 1,000-mode benchmarks.
 
-    python benchmarks/stacked_sweep.py --device cuda --out OUT --screen-s 300 --confirm-s 180
+    python benchmarks/stacked_sweep.py --device cpu --variants d-sngan,d-sngan-16k --parallel 2 --screen-s 3000 --out OUT
+    python benchmarks/stacked_sweep.py --device cuda --parallel 3 --set train.cuda_graph=true --out OUT
 
 Two phases, each a pool of ``mode_collapse.py`` processes (one run each, ``--configs
 recommended`` plus the variant's ``--set`` overrides) sharing the device:
@@ -9,8 +10,15 @@ recommended`` plus the variant's ``--set`` overrides) sharing the device:
 2. **confirm**: per dataset, the variant with the lowest KL among those at >= 99% of the real
    data's modes runs seeds 1 .. N-1 (``--confirm-seeds N``).
 
-A phase stops at its time budget (unfinished runs are killed and reported as missing).
-Writes ``OUT/sweep.json`` (every run's record, the ceilings, the winners) and ``OUT/sweep.md``.
+A phase stops at its time budget (unfinished runs are killed and reported as missing, with
+the step they reached). Writes ``OUT/sweep.json`` (every run's record, the ceilings, the
+winners) and ``OUT/sweep.md``.
+
+Sizing: on one CPU thread a 16x16 stacked-digits step costs ~70 ms (SN-GAN D) to ~85 ms (the
+NS recipe), so a 4,000-step run takes 5-6 minutes. On a GPU machine, many processes sharing
+one GPU time-slice it: 16 eager runs of 4,000 steps on an H200 did not finish in 320 s
+(docs/benchmarks.md), so give the GPU few processes (``--parallel``) and CUDA graphs
+(``--set train.cuda_graph=true``) where the variant allows them.
 """
 
 from __future__ import annotations
@@ -26,39 +34,28 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCH = HERE / "mode_collapse.py"
 
-# hinge loss + spectral norm in D, no D BatchNorm, Adam (0, 0.9), equal lrs (Miyato et al. 2018)
-SNGAN = ["loss.name=hinge", "model.d.spectral_norm=true", "model.d.norm=none", "remedies.instance_noise=0",
-         "optim.g.lr=2e-4", "optim.d.lr=2e-4", "optim.g.beta1=0", "optim.d.beta1=0", "optim.g.beta2=0.9", "optim.d.beta2=0.9"]
+# stacked-digits.yaml before this round: NS loss, BatchNorm D, instance noise 0.1 annealed over
+# 8,000 steps, TTUR (D lr 1e-4, G 2e-4), Adam (0.5, 0.999), 4,000 steps
+PREVIOUS = ["loss.name=ns", "model.d.norm=batch", "model.d.spectral_norm=false", "remedies.instance_noise=0.1",
+            "remedies.instance_noise_steps=8000", "optim.d.lr=1e-4", "optim.g.beta1=0.5", "optim.d.beta1=0.5",
+            "optim.g.beta2=0.999", "optim.d.beta2=0.999", "train.steps=4000"]
+COSINE = ["optim.g.schedule=cosine", "optim.d.schedule=cosine", "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]
 
-# name -> (dataset, overrides on top of the dataset's shipped recipe)
+# name -> (dataset, overrides on top of the dataset's shipped recipe). The stacked-digits recipe
+# is the SN-GAN-style one (hinge, spectral-norm D without BN, Adam (0, 0.9), lr 2e-4, 24,000 steps).
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "d-recipe": ("stacked-digits", []),
-    "d-12k": ("stacked-digits", ["train.steps=12000", "remedies.instance_noise_steps=24000"]),
-    "d-sngan": ("stacked-digits", [*SNGAN, "train.steps=8000"]),
-    "d-sngan-d128": ("stacked-digits", [*SNGAN, "model.d.width=128", "train.steps=8000"]),
-    "d-sngan-big": ("stacked-digits", [*SNGAN, "model.d.width=128", "train.batch=128", "train.steps=12000"]),
-    "d-sngan-nc2": ("stacked-digits", [*SNGAN, "optim.n_critic=2", "train.steps=6000"]),
-    "d-r1": ("stacked-digits", ["remedies.instance_noise=0", "loss.penalty=r1", "loss.penalty_weight=1", "optim.d.lr=2e-4",
-                                "train.steps=8000"]),
-    "d-b256": ("stacked-digits", ["train.batch=256"]),
-    "d-topk": ("stacked-digits", ["remedies.top_k=0.5"]),
-    "d-pack2": ("stacked-digits", ["remedies.pack=2"]),
-    "d-d128": ("stacked-digits", ["model.d.width=128"]),
-    "d-ema4-12k": ("stacked-digits", ["train.ema=0.9999", "train.steps=12000", "remedies.instance_noise_steps=24000"]),
-    # the same at the recipe's 4,000 steps (screening on CPU cores)
-    "d-sngan-4k": ("stacked-digits", SNGAN),
-    "d-sngan-d128-4k": ("stacked-digits", [*SNGAN, "model.d.width=128"]),
-    "d-r1-4k": ("stacked-digits", ["remedies.instance_noise=0", "loss.penalty=r1", "loss.penalty_weight=1", "optim.d.lr=2e-4"]),
-    "d-lsgan": ("stacked-digits", ["loss.name=lsgan"]),
-    "d-hinge": ("stacked-digits", ["loss.name=hinge"]),
-    "d-sn": ("stacked-digits", ["model.d.spectral_norm=true"]),
-    "d-const-noise": ("stacked-digits", ["remedies.instance_noise_steps=100000000"]),
-    "d-no-ema": ("stacked-digits", ["train.ema=0"]),
-    "d-lr-equal": ("stacked-digits", ["optim.d.lr=2e-4"]),
+    "d-previous": ("stacked-digits", PREVIOUS),
+    "d-r1-4k": ("stacked-digits", [*PREVIOUS, "remedies.instance_noise=0", "loss.penalty=r1", "loss.penalty_weight=1",
+                                   "optim.d.lr=2e-4"]),
+    "d-sngan-4k": ("stacked-digits", ["train.steps=4000"]),
+    "d-sngan-d128-4k": ("stacked-digits", ["train.steps=4000", "model.d.width=128"]),
+    "d-sngan": ("stacked-digits", ["train.steps=8000"]),
+    "d-sngan-cos": ("stacked-digits", ["train.steps=8000", *COSINE]),
+    "d-sngan-pack2": ("stacked-digits", ["train.steps=8000", "remedies.pack=2"]),
+    "d-sngan-16k": ("stacked-digits", ["train.steps=16000"]),
     "f-recipe": ("stacked-fashion", []),
-    "f-sngan": ("stacked-fashion", [*SNGAN, "train.steps=8000"]),
-    "f-sngan-d128": ("stacked-fashion", [*SNGAN, "model.d.width=128", "train.steps=8000"]),
-    "f-12k": ("stacked-fashion", ["train.steps=12000", "remedies.instance_noise_steps=24000"]),
+    "f-8k": ("stacked-fashion", ["train.steps=8000"]),
 }
 
 
