@@ -107,8 +107,37 @@ def test_stacked_ceiling_and_target(bench):
     assert not bench.stacked_target_met({**ok, "modes": ok["modes"] - 1}, ceil)
     assert not bench.stacked_target_met({**ok, "kl": ok["kl"] * 1.01}, ceil)
     rec = {"dataset": "stacked-digits", "config": "recommended", "seed": 0, "steps": 10, "modes": 990, "kl": 0.05,
-           "train_s": 1.0, "train_cpu_s": 1.0}
+           "kl_channels": [0.01, 0.02, 0.005], "train_s": 1.0, "train_cpu_s": 1.0}
     meta = {"command": "x", "machine": "m", "threads": 1, "jobs": 1, "load_start": "0", "load_end": "0",
             "ceiling": {"stacked-digits": ceil}}
     md = bench.markdown([rec], ["stacked-digits"], ["recommended"], meta)
     assert f"| {ceil['modes']} | {ceil['kl']:.3f} |" in md and "real data (3,000 samples)" in md
+    assert "| 0.050 ± 0.000 | 0.035 ± 0.000 |" in md  # KL, then the channel KLs summed
+
+
+def test_stacked_configs_and_sweep_variants_resolve(bench):
+    """The stacked datasets' configurations and every stacked_sweep variant are valid configs."""
+    from ganforge.config import resolve
+    from ganforge.remedies import check_remedies
+
+    for ds in bench.STACKED:
+        for c in ("baseline", "recommended"):
+            cfg = resolve(*bench.overrides_for(ds, c, None, 1, 0, device="cuda"))
+            assert cfg.data.name == ds and cfg.train.device == "cuda"
+    spec = importlib.util.spec_from_file_location("stacked_sweep", ROOT / "benchmarks" / "stacked_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    for name, (ds, sets) in sweep.VARIANTS.items():
+        cfg = resolve(bench.RECOMMENDED[ds], sets)
+        check_remedies(cfg, cfg.method)
+        assert cfg.data.name == ds, name
+    # the previous recipe, spelled as overrides, is the hinge/SN recipe's predecessor: NS, BN D, noise
+    old = resolve("stacked-digits", sweep.VARIANTS["d-previous"][1])
+    assert (old.loss.name, old.model.d.norm, old.model.d.spectral_norm, old.remedies.instance_noise) == ("ns", "batch", False, 0.1)
+    # the winner of a dataset: lowest KL among runs with >= 99% of the real data's modes
+    recs = [{"variant": "a", "dataset": "stacked-digits", "modes": 985, "kl": 0.01},
+            {"variant": "b", "dataset": "stacked-digits", "modes": 995, "kl": 0.2},
+            {"variant": "c", "dataset": "stacked-digits", "modes": 1000, "kl": 0.1},
+            {"variant": "d", "dataset": "stacked-digits", "error": "boom"}]
+    assert sweep.best(recs, {"stacked-digits": {"modes": 1000, "kl": 0.04}}, "stacked-digits") == "c"
+    assert sweep.best(recs, {}, "stacked-fashion") is None
