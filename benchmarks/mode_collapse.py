@@ -109,7 +109,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "cosine": ("lr 2e-4 with cosine decay to 1e-6 for G and D (the recommended recipes' schedule, no packing)",
                ["optim.g.lr=2e-4", "optim.d.lr=2e-4", "optim.g.schedule=cosine", "optim.d.schedule=cosine",
                 "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]),
-    "recommended": ("ganforge's shipped recipe (ring8.yaml / grid25.yaml / stacked-digits.yaml)", []),
+    "recommended": ("ganforge's shipped recipe (ring8.yaml / grid25.yaml / stacked-digits.yaml / stacked-fashion.yaml)", []),
 }
 ALL_2D_CONFIGS = list(CONFIGS)
 
