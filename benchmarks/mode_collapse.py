@@ -4,7 +4,7 @@
     /work/venv/bin/python benchmarks/mode_collapse.py --datasets ring8,grid25 --seeds 10 --jobs 2
     /work/venv/bin/python benchmarks/mode_collapse.py --datasets grid25 --configs recommended --seeds 10
     /work/venv/bin/python benchmarks/mode_collapse.py --datasets stacked-digits --configs baseline,pack4 --seeds 3
-    /work/venv/bin/python benchmarks/mode_collapse.py --datasets stacked-fashion --configs recommended --seeds 10 --device cuda --jobs 5
+    /work/venv/bin/python benchmarks/mode_collapse.py --datasets stacked-fashion --configs recommended --seeds 10 --device cuda --jobs 3 --set train.cuda_graph=true
     /work/venv/bin/python benchmarks/mode_collapse.py --list                   # the named configurations
 
 Protocol (PacGAN, Lin et al. 2018, section 5.1; VEEGAN, Srivastava et al. 2017): after
