@@ -32,7 +32,8 @@ appended to the JSON as they finish; ``--resume`` skips the runs already in it.
 (``ganforge.sampling``: discriminator rejection sampling, or Langevin dynamics in z on
 ``||z||^2/2 - logit D(G(z))``), stored under ``refined`` in the JSON and tabulated separately:
 they are the generator corrected by its discriminator, not the generator's own samples, and the
-main numbers (and ``target_met``) are always the generator's own.
+main numbers (and ``target_met``) are always the generator's own. ``--calibrate STEPS`` first
+fine-tunes a copy of each D on its final G (``ganforge.sampling.calibrate_discriminator``).
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def run_one(job: dict) -> dict:
 
                 t2 = time.perf_counter()
                 try:
-                    x, info = refine_run(run, TWO_D_SAMPLES, job["refine"], seed=10_000 + seed)
+                    x, info = refine_run(run, TWO_D_SAMPLES, job["refine"], seed=10_000 + seed, calibrate=job.get("calibrate", 0))
                 except GanforgeError as e:  # e.g. rejection sampling that accepts too little
                     rec["refined"] = {"method": job["refine"], "error": str(e)[:300]}
                 else:
@@ -280,7 +281,8 @@ def summarize(records: list[dict], datasets: list[str], configs: list[str]) -> l
                     row[k].update(values=vals, min=min(vals), max=max(vals))
             ref = [r["refined"] for r in ok if "refined" in r and "error" not in r["refined"]]
             if ref:
-                row["refined"] = {"method": ref[0]["method"], "failed": sum("error" in r.get("refined", {}) for r in ok)}
+                row["refined"] = {"method": ref[0]["method"], "failed": sum("error" in r.get("refined", {}) for r in ok),
+                                  "calibrate": int(ref[0].get("calibrate_steps", 0))}
                 for k in ("modes", "hq", "rkl", "accept"):
                     vals = [float(r[k]) for r in ref if k in r]
                     if vals:
@@ -351,8 +353,10 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
                     "puts each mode's mass on a few tight points.", ""]
             refined = [r for r in rows if "refined" in r]
             if refined:
+                cal = refined[0]["refined"].get("calibrate", 0)
                 out += [f"D-guided samples ({refined[0]['refined']['method']}, `ganforge.sampling`): the same generators corrected by "
-                        "their discriminators -- **not the generators' own samples**.", "",
+                        "their discriminators" + (f" (each D first calibrated on its final G for {cal} BCE steps)" if cal else "")
+                        + " -- **not the generators' own samples**.", "",
                         "| config | seeds | modes | high quality % | reverse KL | seeds meeting target | acceptance |",
                         "|---|---|---|---|---|---|---|"]
                 for r in refined:
@@ -399,6 +403,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="extra override for every run, e.g. --set train.batch=200 (repeatable)")
     ap.add_argument("--refine", choices=("drs", "langevin"), default=None,
                     help="also score D-guided samples of each 2D run (ganforge.sampling), reported apart from G's own")
+    ap.add_argument("--calibrate", type=int, default=0, metavar="STEPS",
+                    help="with --refine: fine-tune a copy of D on the final G for STEPS BCE steps first (Azadi et al.)")
     ap.add_argument("--keep-runs", action="store_true", help="keep each run's directory under OUT/runs")
     ap.add_argument("--resume", action="store_true", help="skip runs already in OUT/results.json")
     ap.add_argument("--stacked-samples", type=int, default=STACKED_SAMPLES, help="samples counted on stacked data")
@@ -436,7 +442,7 @@ def main(argv=None) -> int:
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
     jobs = [{"dataset": d, "config": c, "seed": s, "steps": args.steps, "threads": args.threads, "device": args.device,
              "runs": str(out / "runs"), "keep_runs": args.keep_runs, "set": list(args.set), "stacked_samples": args.stacked_samples,
-             "refine": args.refine}
+             "refine": args.refine, "calibrate": args.calibrate}
             for d in datasets for c in configs for s in seeds if (d, c, s) not in done]
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "mode_collapse.py " + " ".join(argv),
             "machine": machine(), "device": args.device, "threads": args.threads, "jobs": args.jobs, "load_start": load_avg(),

@@ -68,15 +68,18 @@ def test_quick_end_to_end(bench, tmp_path):
     assert not (tmp_path / "runs" / "ring8" / "baseline" / "seed0").exists()  # run dirs removed by default
 
 
-def test_refined_numbers_are_reported_apart_from_the_generators(bench, tmp_path):
+@pytest.mark.parametrize("calibrate", [0, 20])
+def test_refined_numbers_are_reported_apart_from_the_generators(bench, tmp_path, calibrate):
     """--refine drs adds D-guided numbers under `refined`; the main numbers stay G's own
-    (recomputed here from the kept run's generator) and the markdown labels the refined table."""
+    (recomputed here from the kept run's generator) and the markdown labels the refined table
+    (and says when D was calibrated first, --calibrate)."""
     import ganforge
     from ganforge.data import load_dataset
     from ganforge.metrics import count_modes_2d
 
     args = ["--datasets", "ring8", "--configs", "recommended", "--seeds", "1", "--steps", "40", "--refine", "drs",
-            "--keep-runs", "--set", "model.g.width=32", "--set", "model.d.width=32", "--out", str(tmp_path), "--no-progress"]
+            "--keep-runs", "--set", "model.g.width=32", "--set", "model.d.width=32", "--out", str(tmp_path), "--no-progress",
+            "--calibrate", str(calibrate)]
     assert bench.main(args) == 0
     data = json.loads((tmp_path / "results.json").read_text())
     (r,) = data["runs"]
@@ -92,6 +95,8 @@ def test_refined_numbers_are_reported_apart_from_the_generators(bench, tmp_path)
     assert s["refined"]["hq"]["values"] == [ref["hq"]] and s["hq"]["min"] == r["hq"]
     md = (tmp_path / "results.md").read_text()
     assert "not the generators' own samples" in md and "| recommended | 1 |" in md
+    assert ref.get("calibrate_steps", 0) == calibrate and s["refined"]["calibrate"] == calibrate
+    assert ("calibrated on its final G for 20 BCE steps" in md) == bool(calibrate)
 
 
 def test_stacked_ceiling_and_target(bench):

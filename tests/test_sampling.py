@@ -190,6 +190,11 @@ def test_refine_a_trained_run_and_the_cli(tmp_path, capsys):
     assert "drs" in capsys.readouterr().out
     assert main(["sample", str(run.run_dir), "--n", "8", "--out", str(out), "--refine", "langevin", "--langevin-steps", "2"]) == 0
     assert main(["sample", str(run.run_dir), "--n", "8", "--out", str(out), "--refine", "bogus"]) == 2
+    # calibrated on the run's own training data (reloaded from its config)
+    x, info = refine_run(run, 64, "drs", seed=0, calibrate=5)
+    assert x.shape == (64, 2) and info["calibrate_steps"] == 5 and math.isfinite(info["calibrate_loss"])
+    assert main(["sample", str(run.run_dir), "--n", "8", "--out", str(out), "--refine", "drs", "--calibrate", "5"]) == 0
+    assert "calibrate_steps 5" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("method", ["drs", "langevin"])
@@ -206,3 +211,87 @@ def test_a_packed_discriminator_gives_the_same_target(method):
     x, _ = refine(AffineG(1.0, 0.0), Packed(), 10_000, method, z_dim=1, pack=3, seed=7, **opts)
     x = x[:, 0].double().numpy()
     assert abs(x.mean() - 0.5) < 0.02 and abs(x.std() - 0.5) < 0.02
+
+
+def _mlp(inputs: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(inputs, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
+
+
+def _gauss(n, mu, sd, seed):
+    return torch.from_numpy(np.random.default_rng(seed).normal(mu, sd, (n, 1))).float()
+
+
+def test_calibration_learns_the_log_density_ratio():
+    """Fine-tuning an untrained D on the frozen G (p_g = N(0, 1)) against p_d = N(0.5, 0.5^2)
+    with BCE brings its logit to log p_d(x) - log p_g(x) (float64 formula) where both have
+    mass, and DRS through it then samples p_d; the D passed in is left untouched."""
+    from ganforge.sampling import calibrate_discriminator
+
+    mu, sd = 0.5, 0.5
+    D = _mlp(1)
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    Dc, info = calibrate_discriminator(AffineG(1.0, 0.0), D, _gauss(50_000, mu, sd, 0), 1, steps=1500,
+                                       batch=512, lr=2e-3, seed=0)
+    assert all(torch.equal(v, before[k]) for k, v in D.state_dict().items()) and not Dc.training
+    xs = np.linspace(-0.5, 1.5, 41)
+    exact = np.array([log_normal(x, mu, sd) - log_normal(x, 0.0, 1.0) for x in xs])
+    with torch.no_grad():
+        got = Dc(torch.tensor(xs, dtype=torch.float32)[:, None]).reshape(-1).double().numpy()
+    err = np.abs(got - exact)
+    assert err.mean() < 0.1 and err.max() < 0.35, (err.mean(), err.max())
+    # the converged BCE is the optimal value 2 log 2 - 2 JS(p_d, p_g) < log 4, not the chance value
+    assert info["calibrate_steps"] == 1500 and 0.5 < info["calibrate_loss"] < 2 * math.log(2) - 0.05
+    x, _ = drs(AffineG(1.0, 0.0), Dc, 20_000, 1, seed=1)
+    x = x[:, 0].double().numpy()
+    assert abs(x.mean() - mu) < 0.05 and abs(x.std() - sd) < 0.05  # G alone: mean 0, std 1
+
+
+def test_calibration_repairs_a_miscalibrated_discriminator():
+    """A D whose logit is 4x the log ratio (overconfident, like a hinge critic) makes DRS
+    over-sharpen p_d; refine(calibrate=...) fine-tunes it back and the samples match p_d."""
+    mu, sd = 0.5, 0.5
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp(1)
+            self.scale = 4.0
+
+        def forward(self, x):
+            return self.scale * self.net(x)
+
+    D = Scaled()
+    # pre-train the inner net to the exact ratio, so D = 4 x ratio
+    ratio = RatioD(1.0, 0.0, [[mu]], sd)
+    opt = torch.optim.Adam(D.net.parameters(), lr=3e-3)
+    for _ in range(400):
+        x = torch.randn(512, 1) * 1.5 + 0.25
+        loss = (D.net(x).reshape(-1) - ratio(x)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    G = AffineG(1.0, 0.0)
+    x0, _ = refine(G, D, 10_000, "drs", z_dim=1, seed=2)
+    assert float(x0.std()) < 0.8 * sd  # over-sharpened: the uncalibrated D is wrong
+    x1, info = refine(G, D, 10_000, "drs", z_dim=1, seed=2, calibrate=800, real=_gauss(50_000, mu, sd, 1))
+    assert abs(float(x1.mean()) - mu) < 0.04 and abs(float(x1.std()) - sd) < 0.04
+    assert info["calibrate_steps"] == 800 and D.scale == 4.0
+
+
+def test_calibration_of_a_packed_discriminator():
+    """PacGAN m = 2: D is calibrated on packs of real / fake pairs and read back per sample."""
+    mu, sd = 0.5, 0.5
+    x, info = refine(AffineG(1.0, 0.0), _mlp(2), 10_000, "drs", z_dim=1, pack=2, seed=3, calibrate=1500,
+                     real=_gauss(50_000, mu, sd, 2))
+    x = x[:, 0].double().numpy()
+    assert abs(x.mean() - mu) < 0.05 and abs(x.std() - sd) < 0.05
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"calibrate": -1}, "calibration steps must be >= 0"),
+    ({"calibrate": 10}, "needs the real data"),
+])
+def test_bad_calibration_settings_are_one_line_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        refine(AffineG(1.0, 0.0), _mlp(1), 10, "drs", z_dim=1, **kwargs)

@@ -24,6 +24,16 @@ that D is near-optimal for the final G. Two published ways of doing it:
   whose stationary density ``p_0(z) exp(d(G(z)))`` pushes forward to ``p_g(x) exp(d(x))``.
   The unadjusted chain is biased by O(step) (no Metropolis correction).
 
+Both assume D is near-optimal *for the final G*. A D taken from the last training step is not:
+it was trained against a moving G, and under a hinge or Wasserstein loss its logit is not a
+log density ratio at all. ``calibrate`` (Azadi et al. section 3.2: keep training D on the
+final G) fine-tunes a copy of D with the BCE objective on real data against the frozen G's
+samples,
+
+    max_D  E_{x~p_d} log sigmoid(D(x)) + E_{z} log(1 - sigmoid(D(G(z)))),
+
+whose maximiser is the log density ratio above, before refining (:func:`calibrate_discriminator`).
+
 PacGAN packing: a D trained on packs of ``m`` samples estimates
 ``log prod_i p_d(x_i) / p_g(x_i) = sum_i d(x_i)``. One sample's ``d(x)`` is read off a pack of
 ``x`` with ``m - 1`` *fixed* companion samples ``c``: ``D(x, c) = d(x) + sum_j d(c_j)``, which is
@@ -46,6 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError, ConfigError
+from .remedies import pack as pack_samples
 
 REFINERS = ("drs", "langevin")
 
@@ -83,6 +94,44 @@ def _companions(G: nn.Module, z_dim: int, pack: int, k: int, gen, device) -> Ten
 
 def _latents(n: int, z_dim: int, gen: torch.Generator | None, device) -> Tensor:
     return torch.randn(n, z_dim, generator=gen).to(device)
+
+
+def calibrate_discriminator(G: nn.Module, D: nn.Module, real: Tensor, z_dim: int, *, steps: int = 1000,
+                            batch: int = 256, lr: float = 1e-4, pack: int = 1, seed: int | None = 0) -> tuple[nn.Module, dict]:
+    """Fine-tune a *copy* of D on the frozen G (Azadi et al. 2019, section 3.2): ``steps`` Adam
+    steps (lr ``lr``, betas (0.5, 0.999)) on the BCE objective (module doc), each on ``batch``
+    real samples drawn from ``real [N, ...]`` and ``batch`` fresh samples of G, packed by
+    ``pack`` like D's training inputs. Returns ``(calibrated D in eval mode, {"calibrate_steps",
+    "calibrate_loss": mean BCE over the last 10% of steps})``; ``D`` itself is not changed.
+    """
+    import copy
+
+    if steps < 1:
+        raise ConfigError(f"calibrating D needs steps >= 1, got {steps}")
+    if batch < pack or batch % pack:
+        raise ConfigError(f"calibration batch {batch} must be a positive multiple of the packing {pack}")
+    if real.shape[0] < 1:
+        raise ConfigError("calibrating D needs real samples; the dataset is empty")
+    device = next(D.parameters()).device
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    Dc = copy.deepcopy(D).train()
+    for p in Dc.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(Dc.parameters(), lr=lr, betas=(0.5, 0.999))
+    labels = torch.cat([torch.ones(batch // pack), torch.zeros(batch // pack)]).to(device)
+    tail: list[float] = []
+    for step in range(steps):
+        idx = torch.randint(real.shape[0], (batch,), generator=gen)
+        with torch.no_grad():
+            fake = G(_latents(batch, z_dim, gen, device))
+        x = torch.cat([pack_samples(real[idx].to(device, fake.dtype), pack), pack_samples(fake, pack)])
+        loss = nn.functional.binary_cross_entropy_with_logits(Dc(x).reshape(-1), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step >= steps - max(1, steps // 10):
+            tail.append(float(loss.detach()))
+    return Dc.eval(), {"calibrate_steps": steps, "calibrate_loss": sum(tail) / len(tail)}
 
 
 @torch.no_grad()
@@ -154,22 +203,29 @@ def langevin(G: nn.Module, D: nn.Module, n: int, z_dim: int, *, pack: int = 1, s
 
 
 def refine(G: nn.Module, D: nn.Module, n: int, method: str = "drs", *, z_dim: int, pack: int = 1,
-           seed: int | None = 0, **options) -> tuple[Tensor, dict]:
+           seed: int | None = 0, calibrate: int = 0, real: Tensor | None = None, **options) -> tuple[Tensor, dict]:
     """``n`` D-guided samples of ``G`` with ``method`` (``drs`` | ``langevin``; options go to
     :func:`drs` / :func:`langevin`) → ``(samples on the CPU, info)``. G and D are put in eval
-    mode for the call and restored after."""
+    mode for the call and restored after. ``calibrate > 0`` first fine-tunes a copy of D on
+    the frozen G for that many steps against ``real`` samples (:func:`calibrate_discriminator`)."""
     fns: dict[str, Callable[..., tuple[Tensor, dict]]] = {"drs": drs, "langevin": langevin}
     if method not in fns:
         raise ConfigError(f"unknown refinement {method!r}; valid: {', '.join(REFINERS)}")
+    if calibrate < 0:
+        raise ConfigError(f"calibration steps must be >= 0 (0: use D as trained), got {calibrate}")
+    if calibrate and real is None:
+        raise ConfigError("calibrating D needs the real data: pass real=")
     g_training, d_training = G.training, D.training
     G.eval()  # BatchNorm generators sample with their running statistics, as Run.sample does
     D.eval()
     try:
-        x, info = fns[method](G, D, n, z_dim, pack=pack, seed=seed, **options)
+        critic, cal = (calibrate_discriminator(G, D, real, z_dim, steps=calibrate, pack=pack, seed=seed)
+                       if calibrate else (D, {}))
+        x, info = fns[method](G, critic, n, z_dim, pack=pack, seed=seed, **options)
     finally:
         G.train(g_training)
         D.train(d_training)
-    return x.float().cpu(), {"method": method, **info}
+    return x.float().cpu(), {"method": method, **cal, **info}
 
 
 def load_discriminator(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
@@ -196,7 +252,14 @@ def load_discriminator(run_dir: str | Path, device: str | torch.device = "cpu") 
     return D.eval().to(device), cfg.remedies.pack
 
 
-def refine_run(run, n: int, method: str = "drs", seed: int | None = 0, **options) -> tuple[Tensor, dict]:
-    """:func:`refine` for a trained :class:`ganforge.api.Run` (its G, and D from its checkpoint)."""
+def refine_run(run, n: int, method: str = "drs", seed: int | None = 0, calibrate: int = 0, **options) -> tuple[Tensor, dict]:
+    """:func:`refine` for a trained :class:`ganforge.api.Run` (its G, and D from its checkpoint;
+    with ``calibrate > 0`` the run's training data, loaded from its config, calibrates D)."""
     D, pack = load_discriminator(run.run_dir, run.device)
-    return refine(run.generator, D, n, method, z_dim=run.config.model.z_dim, pack=pack, seed=seed, **options)
+    real = None
+    if calibrate:
+        from .data import load_dataset
+
+        real = load_dataset(run.config.data, "train", seed=run.config.train.seed).x
+    return refine(run.generator, D, n, method, z_dim=run.config.model.z_dim, pack=pack, seed=seed,
+                  calibrate=calibrate, real=real, **options)
