@@ -295,3 +295,36 @@ def test_calibration_of_a_packed_discriminator():
 def test_bad_calibration_settings_are_one_line_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         refine(AffineG(1.0, 0.0), _mlp(1), 10, "drs", z_dim=1, **kwargs)
+
+
+def test_scalar_logit_of_a_madgan_discriminator():
+    """k + 1 logits (G_1..G_k, real) with the optimal values log p_{g_i}, log p_d: the scalar
+    logit is log p_d - log((1/k) sum_i p_{g_i}) (float64 NumPy), and DRS through it samples p_d."""
+    from ganforge.sampling import scalar_logit
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 4))  # k = 3 generators + real
+    want = logits[:, -1] - np.log(np.exp(logits[:, :-1]).mean(1))
+    np.testing.assert_allclose(scalar_logit(torch.from_numpy(logits)).numpy(), want, rtol=1e-12, atol=1e-12)
+    assert scalar_logit(torch.from_numpy(logits[:, :1])).shape == (50,)  # one output: as is
+
+    mu, sd = 0.5, 0.5
+
+    class MadD(nn.Module):  # two generators that both draw N(0, 1): the mixture is N(0, 1)
+        def forward(self, x):
+            lg = log_normal(x[:, 0], 0.0, 1.0)
+            return torch.stack([lg, lg, log_normal(x[:, 0], mu, sd)], 1)
+
+    x, _ = refine(AffineG(1.0, 0.0), MadD(), 10_000, "drs", z_dim=1, seed=6)
+    assert abs(float(x.mean()) - mu) < 0.03 and abs(float(x.std()) - sd) < 0.03
+
+
+def test_refine_a_madgan_run(tmp_path):
+    """A MAD-GAN run's (k+1)-way D drives both refiners and calibration (was a shape error)."""
+    cfg = resolve("ring8", ["method=madgan", "remedies.generators=3", "remedies.code_balance=0", "model.g.categories=0",
+                            "train.steps=4", "train.batch=16", "train.progress=false", "train.sample_every=0",
+                            "train.threads=1", "train.monitor=false", "model.g.width=16", "model.d.width=16"])
+    run = ganforge.train(cfg, out=tmp_path / "m")
+    for method, opts in (("drs", {}), ("drs", {"calibrate": 3}), ("langevin", {"steps": 2})):
+        x, info = refine_run(run, 32, method, seed=0, **opts)
+        assert x.shape == (32, 2) and torch.isfinite(x).all()

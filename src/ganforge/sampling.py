@@ -42,12 +42,18 @@ Langevin dynamics (which takes a gradient) need. The companions are generator sa
 per call (packs of fakes are what D saw in training), and the logit is averaged over
 ``companions`` such sets (:func:`log_density_ratio`).
 
+MAD-GAN: its D has k + 1 outputs ("made by G_i", i < k, and "real"), trained on equal numbers
+of samples per class, so at the optimum ``D_real / D_i = p_d / p_{g_i}`` and, for the mixture
+``p_g = (1/k) sum_i p_{g_i}`` that the run samples from,
+``log p_d / p_g = log D_real / (1 - D_real) + log k`` (:func:`scalar_logit`).
+
 Samples refined this way are *not* the generator's own: report them beside, never instead
 of, the plain samples.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Callable
@@ -56,9 +62,18 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError, ConfigError
+from .methods.madgan import real_log_odds
 from .remedies import pack as pack_samples
 
 REFINERS = ("drs", "langevin")
+
+
+def scalar_logit(out: Tensor) -> Tensor:
+    """D's output as one log density ratio per sample: ``[N]`` or ``[N, 1]`` as is; a MAD-GAN
+    D's ``[N, k + 1]`` logits as ``log D_real / (1 - D_real) + log k`` (module doc)."""
+    if out.dim() == 2 and out.shape[1] > 1:
+        return real_log_odds(out) + math.log(out.shape[1] - 1)
+    return out.reshape(-1)
 
 
 def log_density_ratio(D: nn.Module, x: Tensor, pack: int = 1, companions: Tensor | None = None) -> Tensor:
@@ -70,16 +85,16 @@ def log_density_ratio(D: nn.Module, x: Tensor, pack: int = 1, companions: Tensor
     exact for the optimal D but outside the packs D was trained on).
     """
     if pack == 1:
-        return D(x).reshape(-1)
+        return scalar_logit(D(x))
     if companions is None:
-        return D(torch.cat([x] * pack, dim=1)).reshape(-1) / pack  # [N, m*C, ...]: x packed with itself
+        return scalar_logit(D(torch.cat([x] * pack, dim=1))) / pack  # [N, m*C, ...]: x packed with itself
     if companions.shape[1] != pack - 1:
         raise ConfigError(f"packing {pack} needs companion sets of {pack - 1} samples, got {companions.shape[1]}")
     n = x.shape[0]
     total = 0.0
     for c in companions:  # c [m-1, ...]
         rest = c.reshape(1, -1, *c.shape[2:]).expand(n, -1, *c.shape[2:])  # [N, (m-1)*C, ...]
-        total = total + D(torch.cat([x, rest], dim=1)).reshape(-1)
+        total = total + scalar_logit(D(torch.cat([x, rest], dim=1)))
     return total / companions.shape[0]
 
 
@@ -99,13 +114,12 @@ def _latents(n: int, z_dim: int, gen: torch.Generator | None, device) -> Tensor:
 def calibrate_discriminator(G: nn.Module, D: nn.Module, real: Tensor, z_dim: int, *, steps: int = 1000,
                             batch: int = 256, lr: float = 1e-4, pack: int = 1, seed: int | None = 0) -> tuple[nn.Module, dict]:
     """Fine-tune a *copy* of D on the frozen G (Azadi et al. 2019, section 3.2): ``steps`` Adam
-    steps (lr ``lr``, betas (0.5, 0.999)) on the BCE objective (module doc), each on ``batch``
+    steps (lr ``lr``, betas (0.5, 0.999)) on the BCE objective (module doc) of its
+    :func:`scalar_logit` (for a MAD-GAN D: real against the mixture), each on ``batch``
     real samples drawn from ``real [N, ...]`` and ``batch`` fresh samples of G, packed by
     ``pack`` like D's training inputs. Returns ``(calibrated D in eval mode, {"calibrate_steps",
     "calibrate_loss": mean BCE over the last 10% of steps})``; ``D`` itself is not changed.
     """
-    import copy
-
     if steps < 1:
         raise ConfigError(f"calibrating D needs steps >= 1, got {steps}")
     if batch < pack or batch % pack:
@@ -125,7 +139,7 @@ def calibrate_discriminator(G: nn.Module, D: nn.Module, real: Tensor, z_dim: int
         with torch.no_grad():
             fake = G(_latents(batch, z_dim, gen, device))
         x = torch.cat([pack_samples(real[idx].to(device, fake.dtype), pack), pack_samples(fake, pack)])
-        loss = nn.functional.binary_cross_entropy_with_logits(Dc(x).reshape(-1), labels)
+        loss = nn.functional.binary_cross_entropy_with_logits(scalar_logit(Dc(x)), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
