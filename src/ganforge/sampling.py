@@ -242,8 +242,10 @@ def refine(G: nn.Module, D: nn.Module, n: int, method: str = "drs", *, z_dim: in
     return x.float().cpu(), {"method": method, **cal, **info}
 
 
-def load_discriminator(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
-    """The trained D of a run (from ``checkpoints/last.pt``) and its packing ``m``."""
+def load_discriminator(run_dir: str | Path, device: str | torch.device = "cpu",
+                       shape: tuple[int, ...] | None = None) -> tuple[nn.Module, int]:
+    """The trained D of a run (from ``checkpoints/last.pt``) and its packing ``m``. ``shape``: one
+    sample's shape when the caller knows it (otherwise the dataset is loaded to read it)."""
     from .api import _data_shape
     from .io import load_torch
     from .methods import METHODS
@@ -257,7 +259,7 @@ def load_discriminator(run_dir: str | Path, device: str | torch.device = "cpu") 
     ckpt = load_torch(path)
     if "d" not in ckpt.get("modules", {}):
         raise CheckpointError(f"the checkpoint of {run_dir} holds no discriminator 'd' (method {cfg.method})")
-    method = METHODS.get(cfg.method)(cfg, _data_shape(cfg, {}), torch.device("cpu"))
+    method = METHODS.get(cfg.method)(cfg, tuple(shape) if shape else _data_shape(cfg, {}), torch.device("cpu"))
     D = method.modules["d"]
     try:
         D.load_state_dict(ckpt["modules"]["d"])
@@ -269,7 +271,7 @@ def load_discriminator(run_dir: str | Path, device: str | torch.device = "cpu") 
 def refine_run(run, n: int, method: str = "drs", seed: int | None = 0, calibrate: int = 0, **options) -> tuple[Tensor, dict]:
     """:func:`refine` for a trained :class:`ganforge.api.Run` (its G, and D from its checkpoint;
     with ``calibrate > 0`` the run's training data, loaded from its config, calibrates D)."""
-    D, pack = load_discriminator(run.run_dir, run.device)
+    D, pack = load_discriminator(run.run_dir, run.device, getattr(run.generator, "out_shape", None))  # no data load for the shape
     real = None
     if calibrate:
         from .data import load_dataset
