@@ -28,9 +28,9 @@ against the same baseline; ``recommended`` is the shipped recipe (``ring8.yaml``
 numbers, seconds) and ``OUT/results.md`` (mean ± standard error per configuration). Runs are
 appended to the JSON as they finish; ``--resume`` skips the runs already in it.
 
-``--refine drs|langevin`` also scores, for every 2D run, 2,500 *D-guided* samples
-(``ganforge.sampling``: discriminator rejection sampling, or Langevin dynamics in z on
-``||z||^2/2 - logit D(G(z))``), stored under ``refined`` in the JSON and tabulated separately:
+``--refine drs|langevin|mh`` also scores, for every 2D run, 2,500 *D-guided* samples
+(``ganforge.sampling``: discriminator rejection sampling, Langevin dynamics in z on
+``||z||^2/2 - logit D(G(z))``, or MH-GAN's Metropolis-Hastings chains), stored under ``refined`` in the JSON and tabulated separately:
 they are the generator corrected by its discriminator, not the generator's own samples, and the
 main numbers (and ``target_met``) are always the generator's own. ``--calibrate STEPS`` first
 fine-tunes a copy of each D on its final G (``ganforge.sampling.calibrate_discriminator``).
@@ -401,7 +401,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu", help="train.device of every run (cpu, cuda, cuda:N); evaluation runs on the CPU")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra override for every run, e.g. --set train.batch=200 (repeatable)")
-    ap.add_argument("--refine", choices=("drs", "langevin"), default=None,
+    ap.add_argument("--refine", choices=("drs", "langevin", "mh"), default=None,
                     help="also score D-guided samples of each 2D run (ganforge.sampling), reported apart from G's own")
     ap.add_argument("--calibrate", type=int, default=0, metavar="STEPS",
                     help="with --refine: fine-tune a copy of D on the final G for STEPS BCE steps first (Azadi et al.)")

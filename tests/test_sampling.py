@@ -4,7 +4,8 @@ With G(z) = a z + b (z ~ N(0, 1), so p_g = N(b, a^2)) and D's logit set to the e
 log p_d(x) - log p_g(x), both refiners must produce samples from p_d, which the tests check
 against float64 NumPy/SciPy: moments, a Kolmogorov-Smirnov test, the acceptance rate of
 rejection sampling (1 / max p_d/p_g), and the exact stationary variance of the unadjusted
-Langevin chain.
+Langevin chain; MH-GAN's chains against the acceptance rate of an independence sampler at
+stationarity (a float64 NumPy Monte Carlo estimate).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 import ganforge
 from ganforge.config import resolve
 from ganforge.errors import ConfigError
-from ganforge.sampling import drs, langevin, load_discriminator, log_density_ratio, refine, refine_run
+from ganforge.sampling import drs, langevin, load_discriminator, log_density_ratio, mh, refine, refine_run
 
 
 class AffineG(nn.Module):
@@ -114,6 +115,56 @@ def test_langevin_reaches_the_exact_stationary_law():
     assert info["steps"] == 400 and info["mean_dz"] > 0
 
 
+def test_mh_chains_converge_to_the_data_distribution_1d():
+    """p_g = N(0, 1), p_d = N(0.5, 0.5^2), chains started at *wrong* "real" points (N(-2, 0.1^2)):
+    after 640 proposals the final states follow p_d (the kernel's stationary law, not the start),
+    and the acceptance rate is that of the independence sampler at stationarity,
+    E_{x ~ p_d, x' ~ p_g} min(1, w(x') / w(x)), w = p_d / p_g (float64 Monte Carlo)."""
+    a, b, mu, sd = 1.0, 0.0, 0.5, 0.5
+    start = torch.from_numpy(np.random.default_rng(0).normal(-2.0, 0.1, (500, 1))).float()
+    x, info = mh(AffineG(a, b), RatioD(a, b, [[mu]], sd), 8000, 1, real=start, seed=1, batch=4000)
+    x = x[:, 0].double().numpy()
+    assert abs(x.mean() - mu) < 4 * sd / math.sqrt(len(x))
+    assert abs(x.std() - sd) < 0.02
+    assert stats.kstest(x, stats.norm(mu, sd).cdf).pvalue > 1e-3
+    rng = np.random.default_rng(1)
+    xd, xg = rng.normal(mu, sd, 1_000_000), rng.normal(b, a, 1_000_000)
+    logw = lambda v: log_normal(v, mu, sd) - log_normal(v, b, a)  # noqa: E731
+    ref = np.minimum(1.0, np.exp(logw(xg) - logw(xd))).mean()
+    assert info["accept"] == pytest.approx(ref, rel=0.03)
+    assert info["restarted"] == 0.0 and info["chain_length"] == 640
+
+
+def test_mh_reweights_a_2d_generator_onto_a_mixture():
+    """The DRS mixture case (weights 0.25 / 0.75) through MH chains started at the mixture itself."""
+    means, w = [[-1.0, 0.0], [1.0, 1.0]], [0.25, 0.75]
+    rng = np.random.default_rng(2)
+    comp = rng.choice(2, 4000, p=w)
+    real = torch.from_numpy(np.array(means)[comp] + 0.3 * rng.standard_normal((4000, 2))).float()
+    x, info = refine(AffineG(1.5, 0.0), RatioD(1.5, 0.0, means, 0.3, w), 6000, "mh", z_dim=2, real=real, seed=3,
+                     chain_length=300)
+    x = x.double().numpy()
+    near = np.argmin(((x[:, None, :] - np.array(means)[None]) ** 2).sum(-1), 1)
+    assert abs(np.mean(near == 1) - 0.75) < 4 * math.sqrt(0.75 * 0.25 / len(x))
+    for k in range(2):
+        np.testing.assert_allclose(x[near == k].std(0), [0.3, 0.3], atol=0.03)
+    assert 0 < info["accept"] < 1 and info["method"] == "mh"
+
+
+def test_mh_never_returns_a_real_sample():
+    """A D that scores the real starts far above every generator sample makes every proposal fail
+    (acceptance exp(-100)): each chain is rerun from a generator sample, so the output is G's."""
+
+    class Far(nn.Module):
+        def forward(self, x):
+            return 10.0 * x[:, 0]
+
+    real = torch.full((50, 1), 10.0)
+    x, info = mh(AffineG(1.0, 0.0), Far(), 200, 1, real=real, chain_length=5, seed=0)
+    assert info["restarted"] == 1.0 and x.abs().max() < 6.0
+    assert not torch.isin(x, real).any()
+
+
 def test_langevin_through_a_nonlinear_generator_matches_drs():
     """A non-identity G (x = 2 z - 1): both refiners target the same p_d."""
     G, D = AffineG(2.0, -1.0), RatioD(2.0, -1.0, [[0.5]], 0.4)
@@ -154,7 +205,9 @@ def test_refine_is_seeded_and_restores_modes():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"method": "mcmc"}, "unknown refinement 'mcmc'; valid: drs, langevin"),
+    ({"method": "mcmc"}, "unknown refinement 'mcmc'; valid: drs, langevin, mh"),
+    ({"method": "mh"}, "MH-GAN needs the real data: pass real="),
+    ({"method": "mh", "chain_length": 0, "real": torch.zeros(3, 1)}, "chain_length >= 1"),
     ({"method": "drs", "n": 0}, "n >= 1"),
     ({"method": "langevin", "step_size": 0.0}, "step_size > 0"),
     ({"method": "drs", "gamma": 50.0, "max_draws": 2000}, "rejection sampling accepted"),
@@ -181,14 +234,16 @@ def test_refine_a_trained_run_and_the_cli(tmp_path, capsys):
     ckpt = torch.load(run.run_dir / "checkpoints" / "last.pt", weights_only=True)
     for k, v in D.state_dict().items():
         assert torch.equal(v, ckpt["modules"]["d"][k])
-    for method in ("drs", "langevin"):
-        x, info = refine_run(run, 64, method, seed=0, **({"steps": 3} if method == "langevin" else {}))
+    for method, opts in (("drs", {}), ("langevin", {"steps": 3}), ("mh", {"chain_length": 4})):
+        x, info = refine_run(run, 64, method, seed=0, **opts)
         assert x.shape == (64, 2) and torch.isfinite(x).all() and info["method"] == method
     out = tmp_path / "s.npy"
     assert main(["sample", str(run.run_dir), "--n", "32", "--out", str(out), "--refine", "drs"]) == 0
     assert np.load(out).shape == (32, 2)
     assert "drs" in capsys.readouterr().out
     assert main(["sample", str(run.run_dir), "--n", "8", "--out", str(out), "--refine", "langevin", "--langevin-steps", "2"]) == 0
+    assert main(["sample", str(run.run_dir), "--n", "8", "--out", str(out), "--refine", "mh", "--mh-chain", "3"]) == 0
+    assert "chain_length 3" in capsys.readouterr().out
     assert main(["sample", str(run.run_dir), "--n", "8", "--out", str(out), "--refine", "bogus"]) == 2
     # calibrated on the run's own training data (reloaded from its config)
     x, info = refine_run(run, 64, "drs", seed=0, calibrate=5)
@@ -197,7 +252,7 @@ def test_refine_a_trained_run_and_the_cli(tmp_path, capsys):
     assert "calibrate_steps 5" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("method", ["drs", "langevin"])
+@pytest.mark.parametrize("method", ["drs", "langevin", "mh"])
 def test_a_packed_discriminator_gives_the_same_target(method):
     """PacGAN D with m = 3 scoring sum_i d(x_i): refinement through fixed fake companions
     still targets p_d = N(0.5, 0.5^2)."""
@@ -207,8 +262,9 @@ def test_a_packed_discriminator_gives_the_same_target(method):
         def forward(self, x):  # [N, 3]
             return sum(inner(x[:, j:j + 1]) for j in range(3))
 
-    opts = {"steps": 300, "step_size": 0.01, "batch": 10_000} if method == "langevin" else {}
-    x, _ = refine(AffineG(1.0, 0.0), Packed(), 10_000, method, z_dim=1, pack=3, seed=7, **opts)
+    opts = {"langevin": {"steps": 300, "step_size": 0.01, "batch": 10_000}, "mh": {"chain_length": 200, "batch": 10_000}}.get(method, {})
+    real = _gauss(1000, 0.5, 0.5, 0) if method == "mh" else None
+    x, _ = refine(AffineG(1.0, 0.0), Packed(), 10_000, method, z_dim=1, pack=3, seed=7, real=real, **opts)
     x = x[:, 0].double().numpy()
     assert abs(x.mean() - 0.5) < 0.02 and abs(x.std() - 0.5) < 0.02
 

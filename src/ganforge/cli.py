@@ -63,7 +63,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     else:  # D-guided: not the generator's own samples (ganforge.sampling)
         from .sampling import refine_run
 
-        opts = {"gamma": args.drs_gamma} if args.refine == "drs" else {"steps": args.langevin_steps, "step_size": args.langevin_step}
+        opts = {"drs": {"gamma": args.drs_gamma}, "langevin": {"steps": args.langevin_steps, "step_size": args.langevin_step},
+                "mh": {"chain_length": args.mh_chain}}.get(args.refine, {})
         x, info = refine_run(run, args.n, args.refine, seed=args.seed, calibrate=args.calibrate, **opts)
         note = f" (refined with {args.refine}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items() if k != "method") + ")"
     path = save_samples(x, args.out)
@@ -149,13 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     s.add_argument("--refine", default="none", metavar="METHOD",
                    help="correct G's samples with the run's trained D: none (default) | drs (discriminator rejection "
-                        "sampling, Azadi et al. 2019) | langevin (latent Langevin on ||z||^2/2 - logit D(G(z)), Che et al. 2020)")
+                        "sampling, Azadi et al. 2019) | langevin (latent Langevin on ||z||^2/2 - logit D(G(z)), Che et al. 2020) | "
+                        "mh (MH-GAN: independence Metropolis-Hastings chains of G's samples, Turner et al. 2019)")
     s.add_argument("--calibrate", type=int, default=0, metavar="STEPS",
                    help="with --refine: first fine-tune a copy of D on the final G for STEPS BCE steps against the run's "
                         "training data, so that its logit estimates log p_data/p_G (Azadi et al.; default 0: D as trained)")
     s.add_argument("--drs-gamma", type=float, default=0.0, help="drs: shift gamma of F(x); < 0 accepts more (default 0: exact)")
     s.add_argument("--langevin-steps", type=int, default=100, help="langevin: steps (default 100)")
     s.add_argument("--langevin-step", type=float, default=0.01, help="langevin: step size (default 0.01)")
+    s.add_argument("--mh-chain", type=int, default=640, help="mh: proposals per chain, one chain per sample (default 640)")
     s.set_defaults(func=_cmd_sample)
 
     ls = sub.add_parser("list", help="list recipes, datasets, nets, losses, ...", description="List what is registered.")

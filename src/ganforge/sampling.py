@@ -23,6 +23,17 @@ that D is near-optimal for the final G. Two published ways of doing it:
 
   whose stationary density ``p_0(z) exp(d(G(z)))`` pushes forward to ``p_g(x) exp(d(x))``.
   The unadjusted chain is biased by O(step) (no Metropolis correction).
+- ``mh``: MH-GAN (Turner et al., ICML 2019). An independence Metropolis-Hastings chain whose
+  proposals are G's samples and whose target is ``p_g exp(d)``: from state x, a proposal x'
+  ~ p_g is accepted with probability
+
+      alpha(x', x) = min(1, (1/D(x) - 1) / (1/D(x') - 1)) = min(1, exp(d(x') - d(x))),
+
+  and a chain's sample is its state after ``chain_length`` proposals. Each chain starts at a
+  *real* sample (so it needs no burn-in), and a chain that never accepts a proposal is run
+  again from a generator sample, so that no real sample is ever returned. Unlike rejection
+  sampling it needs no estimate of ``max d``, and its cost is fixed (``chain_length`` draws per
+  sample) whatever the acceptance rate.
 
 Both assume D is near-optimal *for the final G*. A D taken from the last training step is not:
 it was trained against a moving G, and under a hinge or Wasserstein loss its logit is not a
@@ -65,7 +76,7 @@ from .errors import CheckpointError, ConfigError
 from .methods.madgan import real_log_odds
 from .remedies import pack as pack_samples
 
-REFINERS = ("drs", "langevin")
+REFINERS = ("drs", "langevin", "mh")
 
 
 def scalar_logit(out: Tensor) -> Tensor:
@@ -216,19 +227,74 @@ def langevin(G: nn.Module, D: nn.Module, n: int, z_dim: int, *, pack: int = 1, s
     return torch.cat(out), {"steps": steps, "step_size": step_size, "mean_dz": float(torch.cat(moved).mean())}
 
 
+@torch.no_grad()
+def mh(G: nn.Module, D: nn.Module, n: int, z_dim: int, *, real: Tensor, pack: int = 1, chain_length: int = 640,
+       batch: int = 1000, companions: int = 16, seed: int | None = 0) -> tuple[Tensor, dict]:
+    """MH-GAN (Turner et al. 2019): ``n`` independence Metropolis-Hastings chains of
+    ``chain_length`` generator proposals each (module doc), started at samples drawn from
+    ``real [N, ...]``; returns their final states and ``{"accept": proposals accepted /
+    proposals, "restarted": fraction of chains that accepted none and were rerun from a
+    generator sample, "chain_length"}``. ``batch`` chains run at once."""
+    if n < 1:
+        raise ConfigError(f"refinement needs n >= 1 samples, got {n}")
+    if chain_length < 1:
+        raise ConfigError(f"MH-GAN needs chain_length >= 1 proposals per sample, got {chain_length}")
+    if real is None or real.shape[0] < 1:
+        raise ConfigError("MH-GAN starts its chains at real samples: pass real= (refine_run loads the run's training data)")
+    device = next(G.parameters()).device
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    comp = _companions(G, z_dim, pack, companions, gen, device)
+
+    def chains(x: Tensor) -> tuple[Tensor, Tensor, int]:  # run chains from states x -> (final x, accepted any [B], accepts)
+        d = log_density_ratio(D, x, pack, comp)
+        moved = torch.zeros(x.shape[0], dtype=torch.bool, device=d.device)
+        accepts = torch.zeros((), dtype=torch.long, device=d.device)
+        for _ in range(chain_length):
+            xp = G(_latents(x.shape[0], z_dim, gen, device))
+            dp = log_density_ratio(D, xp, pack, comp)
+            u = torch.rand(d.shape, generator=gen, dtype=torch.float64).to(d.device)
+            take = torch.log(u) < (dp - d).double()  # u < min(1, exp(d' - d))
+            x = torch.where(take.view(-1, *[1] * (x.dim() - 1)), xp, x)
+            d = torch.where(take, dp, d)
+            moved |= take
+            accepts += take.sum()
+        return x, moved, int(accepts)
+
+    out: list[Tensor] = []
+    accepted = restarted = 0
+    for start in range(0, n, batch):
+        b = min(batch, n - start)
+        idx = torch.randint(real.shape[0], (b,), generator=gen)
+        x, moved, acc = chains(real[idx].to(device, dtype=next(G.parameters()).dtype))
+        accepted += acc
+        stuck = ~moved
+        if stuck.any():  # never left its real start: rerun from a generator sample (Turner et al.)
+            k = int(stuck.sum())
+            x2, _, acc2 = chains(G(_latents(k, z_dim, gen, device)))
+            x[stuck] = x2
+            accepted += acc2
+            restarted += k
+        out.append(x)
+    proposals = (n + restarted) * chain_length
+    return torch.cat(out), {"accept": accepted / proposals, "restarted": restarted / n, "chain_length": chain_length}
+
+
 def refine(G: nn.Module, D: nn.Module, n: int, method: str = "drs", *, z_dim: int, pack: int = 1,
            seed: int | None = 0, calibrate: int = 0, real: Tensor | None = None, **options) -> tuple[Tensor, dict]:
-    """``n`` D-guided samples of ``G`` with ``method`` (``drs`` | ``langevin``; options go to
-    :func:`drs` / :func:`langevin`) → ``(samples on the CPU, info)``. G and D are put in eval
-    mode for the call and restored after. ``calibrate > 0`` first fine-tunes a copy of D on
-    the frozen G for that many steps against ``real`` samples (:func:`calibrate_discriminator`)."""
-    fns: dict[str, Callable[..., tuple[Tensor, dict]]] = {"drs": drs, "langevin": langevin}
+    """``n`` D-guided samples of ``G`` with ``method`` (``drs`` | ``langevin`` | ``mh``; options
+    go to :func:`drs` / :func:`langevin` / :func:`mh`) → ``(samples on the CPU, info)``. G and D
+    are put in eval mode for the call and restored after. ``calibrate > 0`` first fine-tunes a
+    copy of D on the frozen G for that many steps against ``real`` samples
+    (:func:`calibrate_discriminator`); ``mh`` starts its chains at ``real`` samples."""
+    fns: dict[str, Callable[..., tuple[Tensor, dict]]] = {"drs": drs, "langevin": langevin, "mh": mh}
     if method not in fns:
         raise ConfigError(f"unknown refinement {method!r}; valid: {', '.join(REFINERS)}")
     if calibrate < 0:
         raise ConfigError(f"calibration steps must be >= 0 (0: use D as trained), got {calibrate}")
-    if calibrate and real is None:
-        raise ConfigError("calibrating D needs the real data: pass real=")
+    if (calibrate or method == "mh") and real is None:
+        raise ConfigError(("calibrating D" if calibrate else "MH-GAN") + " needs the real data: pass real=")
+    if method == "mh":
+        options["real"] = real
     g_training, d_training = G.training, D.training
     G.eval()  # BatchNorm generators sample with their running statistics, as Run.sample does
     D.eval()
@@ -270,10 +336,11 @@ def load_discriminator(run_dir: str | Path, device: str | torch.device = "cpu",
 
 def refine_run(run, n: int, method: str = "drs", seed: int | None = 0, calibrate: int = 0, **options) -> tuple[Tensor, dict]:
     """:func:`refine` for a trained :class:`ganforge.api.Run` (its G, and D from its checkpoint;
-    with ``calibrate > 0`` the run's training data, loaded from its config, calibrates D)."""
+    with ``calibrate > 0`` or ``method="mh"`` the run's training data is loaded from its config
+    to calibrate D / start the chains)."""
     D, pack = load_discriminator(run.run_dir, run.device, getattr(run.generator, "out_shape", None))  # no data load for the shape
     real = None
-    if calibrate:
+    if calibrate or method == "mh":
         from .data import load_dataset
 
         real = load_dataset(run.config.data, "train", seed=run.config.train.seed).x
