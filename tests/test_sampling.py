@@ -376,11 +376,11 @@ def test_scalar_logit_of_a_madgan_discriminator():
 
 
 def test_refine_a_madgan_run(tmp_path):
-    """A MAD-GAN run's (k+1)-way D drives both refiners and calibration (was a shape error)."""
+    """A MAD-GAN run's (k+1)-way D drives every refiner and calibration (was a shape error)."""
     cfg = resolve("ring8", ["method=madgan", "remedies.generators=3", "remedies.code_balance=0", "model.g.categories=0",
                             "train.steps=4", "train.batch=16", "train.progress=false", "train.sample_every=0",
                             "train.threads=1", "train.monitor=false", "model.g.width=16", "model.d.width=16"])
     run = ganforge.train(cfg, out=tmp_path / "m")
-    for method, opts in (("drs", {}), ("drs", {"calibrate": 3}), ("langevin", {"steps": 2})):
+    for method, opts in (("drs", {}), ("drs", {"calibrate": 3}), ("langevin", {"steps": 2}), ("mh", {"chain_length": 3})):
         x, info = refine_run(run, 32, method, seed=0, **opts)
         assert x.shape == (32, 2) and torch.isfinite(x).all()
