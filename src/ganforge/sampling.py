@@ -6,7 +6,7 @@ the log density ratio
     d(x) = logit D(x) = log p_d(x) - log p_g(x),        p_g(x) exp(d(x)) = p_d(x).
 
 Reweighting G's samples by ``exp(d)`` therefore targets the data distribution, to the extent
-that D is near-optimal for the final G. Two published ways of doing it:
+that D is near-optimal for the final G. Three published ways of doing it:
 
 - ``drs``: Discriminator Rejection Sampling (Azadi et al., ICLR 2019). Draw x ~ p_g and accept
   it with probability ``exp(d(x) - d*)``, ``d* = max d`` (estimated on ``burn_in`` samples and
@@ -35,7 +35,7 @@ that D is near-optimal for the final G. Two published ways of doing it:
   sampling it needs no estimate of ``max d``, and its cost is fixed (``chain_length`` draws per
   sample) whatever the acceptance rate.
 
-Both assume D is near-optimal *for the final G*. A D taken from the last training step is not:
+All three assume D is near-optimal *for the final G*. A D taken from the last training step is not:
 it was trained against a moving G, and under a hinge or Wasserstein loss its logit is not a
 log density ratio at all. ``calibrate`` (Azadi et al. section 3.2: keep training D on the
 final G) fine-tunes a copy of D with the BCE objective on real data against the frozen G's
