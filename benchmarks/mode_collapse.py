@@ -140,7 +140,9 @@ def overrides_for(dataset: str, config: str, steps: int | None, threads: int, se
         ov = [*PLAIN[dataset], f"train.steps={PLAIN_STEPS[dataset]}", *CONFIGS[config][1]]
     if steps is not None:
         ov.append(f"train.steps={steps}")
-    ov += [*extra, *RUN_DEFAULTS, f"train.device={device}", f"train.threads={threads}", f"train.seed={seed}"]
+    # --set comes after the run defaults (so it can turn the monitor or checkpoints back on) and
+    # before device/threads/seed, which the benchmark's own options set
+    ov += [*RUN_DEFAULTS, *extra, f"train.device={device}", f"train.threads={threads}", f"train.seed={seed}"]
     return (RECOMMENDED if config == "recommended" else RECIPE)[dataset], ov
 
 
@@ -400,7 +402,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--device", default="cpu", help="train.device of every run (cpu, cuda, cuda:N); evaluation runs on the CPU")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra override for every run, e.g. --set train.batch=200 (repeatable)")
+                    help="extra override for every run, e.g. --set train.batch=200 (repeatable); overrides the "
+                         "benchmark's run defaults (no monitor, no checkpoints), not --device/--threads/seeds")
     ap.add_argument("--refine", choices=("drs", "langevin", "mh"), default=None,
                     help="also score D-guided samples of each 2D run (ganforge.sampling), reported apart from G's own")
     ap.add_argument("--calibrate", type=int, default=0, metavar="STEPS",
@@ -456,6 +459,9 @@ def main(argv=None) -> int:
         os.replace(tmp, json_path)
         md_path.write_text(markdown(records, datasets, configs, meta))
 
+    import torch
+
+    torch.set_num_threads(args.threads)  # the classifier and ceiling below: as many threads as one run
     for d in datasets:
         if d in STACKED and any(j["dataset"] == d for j in jobs):
             # train/cache the base classifier once, before the runs (quietly; parallel jobs would race)

@@ -39,6 +39,15 @@ def test_configs_resolve(bench):
             assert cfg.data.name == ds and cfg.train.threads == 1 and not cfg.train.monitor
 
 
+def test_set_overrides_run_defaults_but_not_seed(bench):
+    """--set can turn the benchmark's run defaults back (monitor, checkpoints); seeds stay the benchmark's."""
+    from ganforge.config import resolve
+
+    extra = ["train.monitor=true", "train.checkpoint_every=500", "train.seed=99"]
+    cfg = resolve(*bench.overrides_for("ring8", "baseline", None, 1, 3, extra))
+    assert cfg.train.monitor and cfg.train.checkpoint_every == 500 and cfg.train.seed == 3
+
+
 def test_mean_se(bench):
     m, se = bench.mean_se([1.0, 2.0, 3.0])
     assert m == 2.0 and se == pytest.approx(1 / math.sqrt(3))
