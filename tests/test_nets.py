@@ -374,3 +374,23 @@ def test_categorical_code_errors(build, needle):
     with pytest.raises(ConfigError) as e:
         build()
     assert needle in _one_line(e)
+
+
+@pytest.mark.parametrize("family,shape", [("mlp", (2,)), ("dcgan", (1, 16, 16))])
+def test_generator_dropout_is_training_noise_only(family, shape):
+    """model.g.dropout=p: h -> m * h / (1 - p), m ~ Bernoulli(1 - p), in training; identity in eval."""
+    p = 0.5
+    G = build_generator(g_cfg(family, width=16, depth=2, dropout=p), 4, shape)
+    drops = [m for m in G.modules() if isinstance(m, nn.Dropout)]
+    assert drops and all(m.p == p for m in drops)
+    torch.manual_seed(0)
+    z = torch.randn(6, 4)
+    G.train()
+    assert not torch.equal(G(z), G(z))  # a second noise source beside z
+    h = torch.rand(20000)
+    out = drops[0](h)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], h[kept] / (1 - p))  # inverted dropout's rescaling
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.02
+    G.eval()
+    torch.testing.assert_close(G(z), G(z), rtol=0, atol=0)

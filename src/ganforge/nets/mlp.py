@@ -4,6 +4,10 @@ Hidden layer: ``Linear(width) -> norm -> activation -> dropout``; with ``maxout 
 (discriminator only) a hidden layer is ``Maxout(width, k pieces) -> norm -> dropout``, the
 maxout discriminator of the original GAN paper and the PacGAN 2D setup.
 
+Dropout (Srivastava et al. 2014), ``dropout = p``: in training ``h -> m * h / (1 - p)`` with
+``m ~ Bernoulli(1 - p)`` per unit, the identity in eval mode. In G it is a second noise source
+beside z (Isola et al. 2017's pix2pix G); samples are drawn in eval mode, without it.
+
 Generator input: with ``categories = K > 0`` the first latent coordinate becomes one of K
 equiprobable one-hot codes (:class:`CategoricalCode`), for data made of disconnected modes.
 
