@@ -160,7 +160,6 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     import ganforge
     from ganforge.config import resolve
-    from ganforge.data import load_dataset
 
     dataset, config, seed = job["dataset"], job["config"], job["seed"]
     recipe, ov = overrides_for(dataset, config, job["steps"], job["threads"], seed, job.get("set", ()), job.get("device", "cpu"))
@@ -175,47 +174,127 @@ def run_one(job: dict) -> dict:
         run = ganforge.train(cfg, out=run_dir)
         rec["train_s"] = round(time.perf_counter() - t0, 2)  # wall clock (contention shows here)
         rec["train_cpu_s"] = round(time.process_time() - c0, 2)  # CPU seconds of this process
-        t1 = time.perf_counter()
-        data = load_dataset(cfg.data, "train", seed=seed)
-        if data.kind == "points":
-            from ganforge.metrics import count_modes_2d
-            from ganforge.metrics.modes import mode_spread
-
-            x = run.sample(TWO_D_SAMPLES, seed=10_000 + seed)
-            m = count_modes_2d(x, data.modes, data.mode_std)
-            rec.update(modes=int(m["modes"]), hq=100.0 * m["hq"], rkl=float(m["rkl"]), samples=TWO_D_SAMPLES,
-                       spread=mode_spread(x, data.modes, data.mode_std))
-            if job.get("refine"):  # D-guided samples, reported apart from the generator's own
-                from ganforge.errors import GanforgeError
-                from ganforge.sampling import refine_run
-
-                t2 = time.perf_counter()
-                try:
-                    x, info = refine_run(run, TWO_D_SAMPLES, job["refine"], seed=10_000 + seed, calibrate=job.get("calibrate", 0))
-                except GanforgeError as e:  # e.g. rejection sampling that accepts too little
-                    rec["refined"] = {"method": job["refine"], "error": str(e)[:300]}
-                else:
-                    mr = count_modes_2d(x, data.modes, data.mode_std)
-                    rec["refined"] = {"method": job["refine"], "modes": int(mr["modes"]), "hq": 100.0 * mr["hq"], "rkl": float(mr["rkl"]),
-                                      **{k: v for k, v in info.items() if k != "method"}, "seconds": round(time.perf_counter() - t2, 2)}
-        else:
-            from ganforge.metrics import evaluate_samples
-
-            n = job.get("stacked_samples", STACKED_SAMPLES)
-            m = evaluate_samples(run.sample(n, seed=10_000 + seed), data, ["modes"], features="classifier", progress=False,
-                                 device=job.get("device", "cpu"))
-            rec.update(modes=int(m["classes"]), kl=float(m["kl"]), samples=n,
-                       kl_channels=[round(float(m[f"kl_channel{i}"]), 5) for i in range(3)])
-        rec["eval_s"] = round(time.perf_counter() - t1, 2)
-        if dataset in TARGETS and "hq" in rec:
-            tm, thq, trkl = TARGETS[dataset]
-            rec["target_met"] = bool(rec["modes"] >= tm and rec["hq"] >= thq and rec["rkl"] <= trkl)
+        evaluate_run(job, run, cfg, rec)
     except Exception as e:  # a failed run is a result too (e.g. a remedy that diverges)
         rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
     finally:
         if not job["keep_runs"] and run_dir.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
     return rec
+
+
+def ensemble_ok(job: dict) -> bool:
+    """Whether ``job``'s configuration trains as a seed ensemble (ganforge.training.ensemble)."""
+    from ganforge.config import resolve
+    from ganforge.training.ensemble import ensemble_unsupported
+
+    recipe, ov = overrides_for(job["dataset"], job["config"], job["steps"], job["threads"], job["seed"], job.get("set", ()),
+                               job.get("device", "cpu"))
+    return ensemble_unsupported(resolve(recipe, ov)) is None
+
+
+def run_group(jobs: list[dict]) -> list[dict]:
+    """Train the seeds of one (dataset, config) at once as a seed ensemble, then evaluate each
+    seed as :func:`run_one` does. The ensemble's seed s equals the sequential run of seed s up
+    to float rounding (tests/test_ensemble.py); ``train_s`` / ``train_cpu_s`` are the
+    ensemble's seconds divided by the number of seeds (``ensemble_train_s``: the whole)."""
+    if len(jobs) == 1:
+        return [run_one(jobs[0])]
+    import torch
+
+    torch.set_num_threads(jobs[0]["threads"])
+    from ganforge.config import resolve
+    from ganforge.training.ensemble import train_ensemble
+
+    j0 = jobs[0]
+    dataset, config, seeds = j0["dataset"], j0["config"], [j["seed"] for j in jobs]
+    recipe, ov = overrides_for(dataset, config, j0["steps"], j0["threads"], seeds[0], j0.get("set", ()), j0.get("device", "cpu"))
+    parent = Path(j0["runs"]) / dataset / config
+    names = [f"seed{s}" for s in seeds]
+    for n in names:
+        if (parent / n).exists():
+            shutil.rmtree(parent / n)
+    recs = [{"dataset": dataset, "config": config, "seed": s, "recipe": recipe,
+             "overrides": ov[:-1] + [f"train.seed={s}"], "ensemble": len(seeds)} for s in seeds]
+    try:
+        cfg = resolve(recipe, ov)
+        t0, c0 = time.perf_counter(), time.process_time()
+        runs = train_ensemble(cfg, seeds, parent, names=names)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        for rec, run in zip(recs, runs):
+            rec.update(steps=cfg.train.steps, method=cfg.method, train_s=round(wall / len(seeds), 2),
+                       train_cpu_s=round(cpu / len(seeds), 2), ensemble_train_s=round(wall, 2))
+            try:
+                evaluate_run(j0 | {"seed": rec["seed"]}, run, run.config, rec)
+            except Exception as e:
+                rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    except Exception as e:
+        for rec in recs:
+            rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    finally:
+        if not j0["keep_runs"]:
+            for n in names:
+                shutil.rmtree(parent / n, ignore_errors=True)
+    return recs
+
+
+def evaluate_run(job: dict, run, cfg, rec: dict) -> None:
+    """The benchmark's numbers of one trained run, added to ``rec``."""
+    from ganforge.data import load_dataset
+
+    seed, dataset = job["seed"], job["dataset"]
+    t1 = time.perf_counter()
+    data = load_dataset(cfg.data, "train", seed=seed)
+    if data.kind == "points":
+        from ganforge.metrics import count_modes_2d
+        from ganforge.metrics.modes import mode_spread
+
+        x = run.sample(TWO_D_SAMPLES, seed=10_000 + seed)
+        m = count_modes_2d(x, data.modes, data.mode_std)
+        rec.update(modes=int(m["modes"]), hq=100.0 * m["hq"], rkl=float(m["rkl"]), samples=TWO_D_SAMPLES,
+                   spread=mode_spread(x, data.modes, data.mode_std))
+        if job.get("refine"):  # D-guided samples, reported apart from the generator's own
+            from ganforge.errors import GanforgeError
+            from ganforge.sampling import refine_run
+
+            t2 = time.perf_counter()
+            try:
+                x, info = refine_run(run, TWO_D_SAMPLES, job["refine"], seed=10_000 + seed, calibrate=job.get("calibrate", 0))
+            except GanforgeError as e:  # e.g. rejection sampling that accepts too little
+                rec["refined"] = {"method": job["refine"], "error": str(e)[:300]}
+            else:
+                mr = count_modes_2d(x, data.modes, data.mode_std)
+                rec["refined"] = {"method": job["refine"], "modes": int(mr["modes"]), "hq": 100.0 * mr["hq"], "rkl": float(mr["rkl"]),
+                                  **{k: v for k, v in info.items() if k != "method"}, "seconds": round(time.perf_counter() - t2, 2)}
+    else:
+        from ganforge.metrics import evaluate_samples
+
+        n = job.get("stacked_samples", STACKED_SAMPLES)
+        m = evaluate_samples(run.sample(n, seed=10_000 + seed), data, ["modes"], features="classifier", progress=False,
+                             device=job.get("device", "cpu"))
+        rec.update(modes=int(m["classes"]), kl=float(m["kl"]), samples=n,
+                   kl_channels=[round(float(m[f"kl_channel{i}"]), 5) for i in range(3)])
+    rec["eval_s"] = round(time.perf_counter() - t1, 2)
+    if dataset in TARGETS and "hq" in rec:
+        tm, thq, trkl = TARGETS[dataset]
+        rec["target_met"] = bool(rec["modes"] >= tm and rec["hq"] >= thq and rec["rkl"] <= trkl)
+
+
+def plan(jobs: list[dict], ensemble: str = "auto") -> list[list[dict]]:
+    """Tasks: the seeds of each (dataset, config) as one group when they train as a seed
+    ensemble (``ensemble="auto"``), else one task per run; in the jobs' order."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    out: list[list[dict]] = []
+    for j in jobs:
+        key = (j["dataset"], j["config"])
+        if ensemble == "auto" and (key in groups or ensemble_ok(j)):
+            if key not in groups:
+                groups[key] = []
+                out.append(groups[key])
+            groups[key].append(j)
+        else:
+            out.append([j])
+    return out
 
 
 # --------------------------------------------------------------------------- summary
@@ -298,6 +377,7 @@ def summarize(records: list[dict], datasets: list[str], configs: list[str]) -> l
                     row["refined"]["target_met"] = sum(r["modes"] >= tm and r["hq"] >= thq and r["rkl"] <= trkl for r in ref)
             if ds in TARGETS and ok:
                 row["target_met"] = sum(bool(r.get("target_met")) for r in ok)
+            row["ensemble"] = sum(1 for r in ok if r.get("ensemble"))  # seeds trained in a seed ensemble
             rows.append(row)
     return rows
 
@@ -346,7 +426,7 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
                 g = lambda k, d, w=None: fmt(r[k]["values"], d) + (f" (worst {r[k][w]:.{d}f})" if w and r['runs'] > 1 else "") if k in r else "–"  # noqa: E731
                 fail = f" ({r['failed']} failed)" if r["failed"] else ""
                 tgt = f"{r.get('target_met', 0)}/{r['runs']}"
-                out.append(f"| {r['config']} | {r['steps']} | {r['runs']}{fail} | {g('modes', 2, 'min')} | {g('hq', 1, 'min')} | "
+                out.append(f"| {r['config']}{' †' if r.get('ensemble') else ''} | {r['steps']} | {r['runs']}{fail} | {g('modes', 2, 'min')} | {g('hq', 1, 'min')} | "
                            f"{g('rkl', 3, 'max')} | {g('spread', 2)} | {tgt} | {g('train_s', 0)} | {g('train_cpu_s', 0)} |")
             name, pm, phq, prkl = PUBLISHED[ds]
             out += [f"| *published: {name}* | | | {pm} | {phq} | {prkl} | | | | |",
@@ -356,7 +436,10 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
                     "high-quality samples to their mode per coordinate, in units of the data's std "
                     "(`ganforge.metrics.modes.mode_spread`); the data itself scores "
                     f"{data_spread(2):.2f} (and {100 * real_hq(2):.1f}% high quality), so a generator far below it "
-                    "puts each mode's mass on a few tight points.", ""]
+                    "puts each mode's mass on a few tight points." + (
+                        " †: seeds trained at once as a seed ensemble (`ganforge.training.ensemble`, equal to the sequential "
+                        "runs up to float rounding); its train seconds are the ensemble's divided by its seeds."
+                        if any(r.get("ensemble") for r in rows) else ""), ""]
             refined = [r for r in rows if "refined" in r]
             if refined:
                 cal = refined[0]["refined"].get("calibrate", 0)
@@ -412,6 +495,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="also score D-guided samples of each 2D run (ganforge.sampling), reported apart from G's own")
     ap.add_argument("--calibrate", type=int, default=0, metavar="STEPS",
                     help="with --refine: fine-tune a copy of D on the final G for STEPS BCE steps first (Azadi et al.)")
+    ap.add_argument("--ensemble", choices=("auto", "off"), default="auto",
+                    help="auto: train the seeds of each configuration that ganforge.training.ensemble supports at once "
+                         "(one process, batched over seeds; equal to the sequential runs up to float rounding); off: one run at a time")
     ap.add_argument("--keep-runs", action="store_true", help="keep each run's directory under OUT/runs")
     ap.add_argument("--resume", action="store_true", help="skip runs already in OUT/results.json")
     ap.add_argument("--stacked-samples", type=int, default=STACKED_SAMPLES, help="samples counted on stacked data")
@@ -492,15 +578,18 @@ def main(argv=None) -> int:
                 (f" | {rec['refined']['method']}: hq {rec['refined']['hq']:.1f}%" if "refined" in rec else "")))
         bar.set_postfix_str(msg, refresh=True)
 
+    groups = plan(jobs, args.ensemble)
     if args.jobs <= 1:
-        for job in jobs:
-            record(run_one(job))
+        for group in groups:
+            for rec in run_group(group):
+                record(rec)
     else:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-            for rec in pool.imap_unordered(run_one, jobs):
-                record(rec)
+            for recs in pool.imap_unordered(run_group, groups):
+                for rec in recs:
+                    record(rec)
     bar.close()
     write()
     print(md_path.read_text())

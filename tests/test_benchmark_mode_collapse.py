@@ -73,8 +73,26 @@ def test_quick_end_to_end(bench, tmp_path):
     assert [s["config"] for s in data["summary"]] == ["baseline", "pack2"]
     for s in data["summary"]:
         assert s["runs"] == 2 and 0 <= s["modes"]["mean"] <= 8 and s["modes"]["se"] >= 0
-    assert "## ring8" in md and "| baseline |" in md and "| pack2 |" in md and "±" in md
+    assert "## ring8" in md and "| baseline † |" in md and "| pack2 † |" in md and "±" in md
+    assert all(r["ensemble"] == 2 and r["ensemble_train_s"] > r["train_s"] for r in runs)  # both seeds at once
     assert not (tmp_path / "runs" / "ring8" / "baseline" / "seed0").exists()  # run dirs removed by default
+
+
+def test_plan_groups_the_seeds_of_ensemble_configs(bench, tmp_path):
+    """The seeds of a configuration the seed ensemble supports are one task; others, one task per run."""
+    jobs = [{"dataset": "ring8", "config": c, "seed": s, "steps": 10, "threads": 1, "device": "cpu"}
+            for c in ("baseline", "r1", "gdrop", "sn", "mbstd", "unrolled", "madgan") for s in (0, 1, 2)]
+    tasks = bench.plan(jobs)
+    assert [(t[0]["config"], len(t)) for t in tasks] == [
+        ("baseline", 3), ("r1", 3), ("gdrop", 3), *[(c, 1) for c in ("sn", "mbstd", "unrolled", "madgan") for _ in range(3)]]
+    assert [len(t) for t in bench.plan(jobs, "off")] == [1] * len(jobs)
+    # --ensemble off: one run at a time, no ensemble marks
+    args = ["--datasets", "ring8", "--configs", "baseline", "--seeds", "2", "--steps", "20", "--ensemble", "off",
+            "--out", str(tmp_path), "--no-progress"]
+    assert bench.main(args) == 0
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert len(runs) == 2 and not any("ensemble" in r or "error" in r for r in runs)
+    assert "| baseline |" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.parametrize("calibrate", [0, 20])

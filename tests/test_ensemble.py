@@ -33,6 +33,17 @@ def close(a: dict, b: dict, atol=2e-5, rtol=1e-4):
     # code balancing (the learned code prior) every 2 steps, with PacGAN packing 2
     ["remedies.code_balance=0.5", "remedies.code_balance_every=2", "remedies.code_balance_start=0",
      "remedies.code_balance_samples=4", "remedies.pack=2"],
+    # the remedies drawn from the RNG (label smoothing + flipping, instance noise, dropout in G), with an R1 penalty
+    ["loss.smoothing=0.2", "loss.flip=0.1", "remedies.instance_noise=0.3", "model.g.dropout=0.2",
+     "loss.penalty=r1", "loss.penalty_weight=0.5", "model.g.norm=batch"],
+    # one-sided smoothing, DRAGAN, historical averaging, feature matching and pull-away
+    ["loss.real_label=0.9", "loss.penalty=dragan", "remedies.historical_averaging=0.01", "remedies.feature_matching=1",
+     "remedies.pull_away=0.1", "remedies.pack=1"],
+    # WGAN-GP with n_critic 2 (interpolates from each seed's RNG); R2
+    ["loss.name=wgan-gp", "optim.n_critic=2", "remedies.top_k=0"],
+    ["loss.name=ns", "loss.penalty=r2", "loss.penalty_weight=1"],
+    # weight clipping (a bound of 0.01 leaves G gradients near Adam's eps, where rounding decides the step)
+    ["loss.name=wgan", "remedies.top_k=0", "loss.clip=0.5"],
 ])
 def test_each_seed_matches_its_sequential_trainer_run(tmp_path, extra):
     cfg = tiny(*extra)
@@ -99,8 +110,8 @@ def test_stacked_net_shapes_and_batch_independence(code):
         assert torch.allclose(logits[s], Ds[s](x[s].reshape(4, 4)), atol=1e-5)
 
 
-@pytest.mark.parametrize("override", ["loss.name=wgan-gp", "method=unrolled", "model.g.name=dcgan",
-                                      "remedies.minibatch_std=true", "loss.smoothing=0.1", "model.d.dropout=0.1",
+@pytest.mark.parametrize("override", ["model.d.spectral_norm=true", "method=unrolled", "model.g.name=dcgan",
+                                      "remedies.minibatch_std=true", "remedies.minibatch_discrimination=4", "model.d.dropout=0.1",
                                       ("remedies.code_balance=0.2", "model.d.norm=batch")])
 def test_unsupported_configs_are_one_line_config_errors(override, tmp_path):
     cfg = tiny(*([override] if isinstance(override, str) else override))

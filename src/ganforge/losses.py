@@ -74,29 +74,30 @@ def _bce(logits: Tensor, target: Tensor) -> Tensor:
     return target * F.softplus(-logits) + (1 - target) * F.softplus(logits)
 
 
-def _draw_targets(n: int, real: bool, cfg: LossConfig, like: Tensor) -> Tensor:
+def _draw_targets(n: int, real: bool, cfg: LossConfig, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Unflipped D targets for n samples of one class. Shape [n]."""
     s = cfg.smoothing
     if s > 0:
-        u = s * torch.rand(n, dtype=like.dtype, device=like.device)  # U[0, s]
+        u = s * torch.rand(n, dtype=like.dtype, device=like.device, generator=generator)  # U[0, s]
         return 1 - u if real else u  # real: U[1-s, 1], fake: U[0, s]
     value = cfg.real_label if real else 0.0  # real_label < 1: one-sided smoothing
     return torch.full((n,), value, dtype=like.dtype, device=like.device)
 
 
-def d_targets(logits: Tensor, real: bool, cfg: LossConfig) -> Tensor:
+def d_targets(logits: Tensor, real: bool, cfg: LossConfig, generator: torch.Generator | None = None) -> Tensor:
     """D's targets for a batch of real (``real=True``) or fake logits, shaped to broadcast.
 
-    RNG use (torch global): smoothing draws this class's targets, then, if flip > 0,
-    the other class's targets and one U[0, 1] per sample for the swap decision.
+    RNG use (``generator``, default the torch global RNG): smoothing draws this class's
+    targets, then, if flip > 0, the other class's targets and one U[0, 1] per sample for
+    the swap decision.
     """
     if cfg.smoothing > 0 and cfg.real_label != 1.0:
         raise ConfigError("loss.smoothing and loss.real_label are two kinds of label smoothing; set only one")
     n = logits.shape[0]
-    t = _draw_targets(n, real, cfg, logits)  # [N]
+    t = _draw_targets(n, real, cfg, logits, generator)  # [N]
     if cfg.flip > 0:
-        other = _draw_targets(n, not real, cfg, logits)  # [N]
-        swap = torch.rand(n, device=logits.device) < cfg.flip  # [N] bool, P(True) = flip
+        other = _draw_targets(n, not real, cfg, logits, generator)  # [N]
+        swap = torch.rand(n, device=logits.device, generator=generator) < cfg.flip  # [N] bool, P(True) = flip
         t = torch.where(swap, other, t)
     return t.reshape((n,) + (1,) * (logits.dim() - 1))  # [N, 1, ...]
 

@@ -17,8 +17,18 @@ What each seed s gets is what ``ganforge.train`` with ``train.seed = s`` would d
 - **optimiser**: one optimiser of the configured kind over the stacked tensors. Adam, SGD
   and RMSprop (with their weight decay, an L2 term added to the gradient) act elementwise,
   so this is the per-seed optimiser; the lr schedule is shared (same factor per step);
-- **loss**: the BCE ``ns`` / ``bce`` (and ``saturating``) losses per seed; the total is
-  the *sum* over seeds, so seed s's gradient is its own loss's gradient;
+- **loss**: each seed's own loss (the BCE family batched, other registered losses seed by
+  seed); the total is the *sum* over seeds, so seed s's gradient is its own loss's gradient;
+- **randomness inside a step** -- dropout masks in G, instance noise, smoothed / flipped
+  labels, WGAN-GP interpolates, DRAGAN perturbations: drawn from the seed's private
+  generator in the order the sequential run draws them from the global RNG (dropout as
+  ``F.dropout`` on the CPU draws its [N, F] mask), so they are the sequential run's draws;
+- **penalties** (``loss.penalty`` gp / r1 / r2 / dragan): the input gradient of the sum of
+  all seeds' logits is each sample's own gradient (seeds and, without BN, samples are
+  independent), then the formulas of regularizers.py per seed;
+- **historical averaging, feature matching, pull-away** (remedies.py): per seed, on the
+  stacked parameters / D's features ``[S, F, N]``; the running means go into the checkpoint
+  as the Trainer's ``avg_g`` / ``avg_d`` modules, so ``--resume`` continues them;
 - **BatchNorm**: per-seed batch statistics in training mode; the running statistics are
   stacked buffers updated like ``nn.BatchNorm1d`` (momentum, unbiased variance) on every
   training-mode G pass -- twice per step, as in the Trainer (its D phase runs G in train
@@ -30,10 +40,12 @@ single matrix products), which GAN training amplifies over thousands of steps: s
 equivalent in distribution, identical over a few steps (tests/test_ensemble.py).
 
 Supported: method ``standard``; ``mlp`` G and D (any width/depth/activation, norm batch |
-layer | none, maxout D, G's categorical code); losses ns, bce, saturating without label
-options or penalty; remedies ``pack``, ``top_k`` and ``code_balance`` (with a D without
-BatchNorm); any optimiser, schedule, n_critic, EMA. Everything else is a one-line
-ConfigError from :func:`check_ensemble` listing what is supported.
+layer | none, maxout D, G's categorical code, dropout in G); every registered loss with its
+label options, weight clipping and penalty; remedies ``pack``, ``top_k``, ``code_balance``
+(with a D without BatchNorm), ``instance_noise``, ``historical_averaging``,
+``feature_matching`` and ``pull_away``; any optimiser, schedule, n_critic, EMA. Not
+supported (a one-line ConfigError from :func:`check_ensemble` listing what is): spectral
+norm, dropout in D, minibatch discrimination / std, unrolled GAN, the other methods.
 
 Outputs: one ordinary run directory per seed (config.yaml with ``train.seed = s``,
 metrics.jsonl, samples/, curves.png, generator.safetensors, checkpoints/last.pt and, with
@@ -60,10 +72,12 @@ from tqdm.auto import tqdm
 
 from ..config import Experiment, validate
 from ..errors import ConfigError
-from ..remedies import code_balance_due, code_prior_step, perplexity
+from ..losses import BCE_LOSSES, _bce, d_targets, get_loss, penalty_name
+from ..regularizers import DRAGAN_SCALE, DRAGAN_TARGET
+from ..remedies import _key, code_balance_due, code_prior_step, instance_noise_std, perplexity
 from .ensemble_nets import SUPPORTED, StackedNet
 
-BCE = ("ns", "bce", "saturating")
+PENALTIES = ("gp", "r1", "r2", "dragan")  # loss.penalty values with a batched form here (:meth:`_Ensemble.penalty`)
 
 
 # --------------------------------------------------------------------------- support
@@ -79,17 +93,15 @@ def ensemble_unsupported(cfg: Experiment) -> str | None:
             return f"model.{k}.name={net.name!r}"
         if net.spectral_norm:
             return f"model.{k}.spectral_norm=true"
-        if net.dropout > 0:
-            return f"model.{k}.dropout={net.dropout}"
-    if L.name not in BCE:
-        return f"loss.name={L.name!r}"
+    if m.d.dropout > 0:
+        return f"model.d.dropout={m.d.dropout}"
     if r.code_balance and m.d.norm == "batch":
         return "remedies.code_balance with model.d.norm=batch (D's eval mode is not batched)"
-    if L.smoothing or L.flip or L.real_label != 1.0 or L.penalty is not None:
-        return "loss label options or loss.penalty"
+    pen = penalty_name(L)
+    if pen is not None and pen not in PENALTIES:
+        return f"loss.penalty={pen!r}"
     defaults = type(r)()
-    for key in ("minibatch_discrimination", "minibatch_std", "feature_matching", "historical_averaging",
-                "instance_noise", "unrolled_steps", "pull_away"):
+    for key in ("minibatch_discrimination", "minibatch_std", "unrolled_steps"):
         if getattr(r, key) != getattr(defaults, key):
             return f"remedies.{key}={getattr(r, key)!r}"
     if t.amp != "none" or t.compile:
@@ -192,6 +204,7 @@ class _Ensemble:
             self.datasets.append(data)
         self.cfg, self.S, self.shape = cfg, len(seeds), tuple(self.datasets[0].shape)
         self.G, self.D = StackedNet(Gs), StackedNet(Ds)
+        self.G.gens = self.D.gens = self.gens  # dropout masks: each seed's latent RNG, in the Trainer's order
         self.g_params, self.d_params = list(self.G.params.values()), list(self.D.params.values())
         self.opt = {"d": _optimizer(cfg.optim.d, self.d_params), "g": _optimizer(cfg.optim.g, self.g_params)}
         self.sched = {k: build_scheduler(getattr(cfg.optim, k), o, t.steps) for k, o in self.opt.items()}
@@ -202,6 +215,14 @@ class _Ensemble:
         self.elapsed = 0.0
         self._cache: tuple | None = None
         self.pack = cfg.remedies.pack
+        r, L = cfg.remedies, cfg.loss
+        self.adv, self.penalty_name = get_loss(L.name), penalty_name(L)
+        self.labels = L.name in BCE_LOSSES and (L.smoothing > 0 or L.flip > 0 or L.real_label != 1.0)
+        self.noise_steps = r.instance_noise_steps or t.steps
+        # historical averaging (remedies.HistoricalAverage per seed): running means of G's and D's parameters
+        self.hist = ({k: {n: v.detach().clone() for n, v in net.params.items()} for k, net in (("g", self.G), ("d", self.D))}
+                     if r.historical_averaging else {})
+        self.hist_count = {"g": 0, "d": 0}
 
     # ------------------------------------------------------------------ draws
     def real(self) -> Tensor:
@@ -211,26 +232,91 @@ class _Ensemble:
         zd = self.cfg.model.z_dim
         return torch.stack([torch.randn(n, zd, generator=g, device=self.device) for g in self.gens])  # [S, n, z]
 
+    def d_input(self, x: Tensor) -> Tensor:
+        """What D sees of a batch [S, B, ...]: instance noise from each seed's RNG (``randn_like``
+        of the seed's batch, as :meth:`Remedies.d_input`), then PacGAN packing."""
+        sigma = instance_noise_std(self.cfg.remedies.instance_noise, self.step, self.noise_steps)
+        if sigma > 0:
+            x = x + sigma * torch.stack([torch.randn(x.shape[1:], dtype=x.dtype, device=x.device, generator=g) for g in self.gens])
+        return self.packed(x)
+
     def packed(self, x: Tensor) -> Tensor:
         """PacGAN per seed: [S, B, ...] -> [S, B/m, m * C, ...] (remedies.pack)."""
         m = self.pack
         return x if m == 1 else x.reshape(x.shape[0], x.shape[1] // m, m * x.shape[2], *x.shape[3:])
 
     # ------------------------------------------------------------------ phases
+    def d_loss(self, lr_: Tensor, lf: Tensor) -> Tensor:
+        """Every seed's adversarial D loss [S] from its logits [S, N]: the BCE fast path, BCE
+        against targets drawn from each seed's RNG (label options), or the registered loss per seed."""
+        L = self.cfg.loss
+        if self.labels:
+            t = [(d_targets(lr_[s], True, L, g), d_targets(lf[s], False, L, g)) for s, g in enumerate(self.gens)]
+            return _bce(lr_, torch.stack([a for a, _ in t])).mean(1) + _bce(lf, torch.stack([b for _, b in t])).mean(1)
+        if L.name in BCE_LOSSES:
+            return F.softplus(-lr_).mean(1) + F.softplus(lf).mean(1)  # -log D(x) - log(1 - D(G(z)))
+        return torch.stack([self.adv.d_loss(a, b, L) for a, b in zip(lr_, lf)])
+
+    def penalty(self, r_in: Tensor, f_in: Tensor) -> Tensor:
+        """Every seed's unweighted ``loss.penalty`` [S] (regularizers.py, with each seed's RNG)."""
+        name, S, gens = self.penalty_name, self.S, self.gens
+        real, fake = r_in.detach(), f_in.detach()
+        ones = (1,) * (real.dim() - 2)
+        if name == "r1":
+            x = real
+        elif name == "r2":
+            x = fake
+        elif name == "gp":  # interpolates, eps ~ U[0, 1] per sample
+            eps = torch.stack([torch.rand((real.shape[1], *ones), dtype=real.dtype, device=real.device, generator=g) for g in gens])
+            x = eps * real + (1 - eps) * fake
+        else:  # dragan: the real batch perturbed by 0.5 * its std * U[0, 1] per element
+            std = real.flatten(1).std(1, unbiased=False).reshape(S, 1, *ones)
+            u = torch.stack([torch.rand(real.shape[1:], dtype=real.dtype, device=real.device, generator=g) for g in gens])
+            x = real + DRAGAN_SCALE * std * u
+        x = x.requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.D.discriminator(x).sum(), x, create_graph=True)  # per sample: seeds and samples independent
+        if name in ("r1", "r2"):
+            return grad.flatten(2).pow(2).sum(2).mean(1)
+        return (grad.flatten(2).norm(2, dim=2) - (1.0 if name == "gp" else DRAGAN_TARGET)).pow(2).mean(1)
+
+    def average_term(self, k: str) -> Tensor:
+        """Weighted historical-averaging penalty [S] of net k after adding its parameters to
+        the running mean (:meth:`Remedies.average_term`)."""
+        net, avg = (self.G, self.hist["g"]) if k == "g" else (self.D, self.hist["d"])
+        self.hist_count[k] += 1
+        pen = 0.0
+        with torch.no_grad():
+            for n, p in net.params.items():
+                avg[n].add_((p.detach() - avg[n]) / self.hist_count[k])
+        for n, p in net.params.items():
+            pen = pen + (p - avg[n]).pow(2).flatten(1).sum(1)
+        self.stats.report(f"remedy/hist_avg_{k}", pen)
+        return self.cfg.remedies.historical_averaging * pen
+
     def d_step(self, log: bool) -> None:
         real = self.real()
         with torch.no_grad():
             fake = self.G.generator(self.z(real.shape[1]), train=True)  # G in train mode, as in the Trainer
-        r_in, f_in = self.packed(real), self.packed(fake)
+        r_in, f_in = self.d_input(real), self.d_input(fake)
         if self.D.has_batch_norm:  # D sees all-real then all-fake batches (its BN statistics per call)
             lr_, lf = self.D.discriminator(r_in), self.D.discriminator(f_in)
         else:  # one batched pass over both (no BN: identical up to rounding)
             lr_, lf = self.D.discriminator(torch.cat([r_in, f_in], 1)).split([r_in.shape[1], f_in.shape[1]], 1)
-        loss = F.softplus(-lr_).mean(1) + F.softplus(lf).mean(1)  # [S]: -log D(x) - log(1 - D(G(z)))
-        grads = torch.autograd.grad(loss.sum(), self.d_params)  # sum over seeds: each seed's own gradient
-        self._apply("d", self.d_params, grads)
+        loss = self.d_loss(lr_, lf)  # [S]
         st = self.stats
         st.report("loss/d", loss)
+        if self.penalty_name is not None:
+            pen = self.penalty(r_in, f_in)
+            st.report(f"penalty/{self.penalty_name}", pen)
+            loss = loss + self.cfg.loss.penalty_weight * pen
+        if self.hist:
+            loss = loss + self.average_term("d")
+        grads = torch.autograd.grad(loss.sum(), self.d_params)  # sum over seeds: each seed's own gradient
+        self._apply("d", self.d_params, grads)
+        if self.adv.clip:  # WGAN weight clipping
+            with torch.no_grad():
+                for p in self.d_params:
+                    p.clamp_(-self.cfg.loss.clip, self.cfg.loss.clip)
         st.report("d/real", torch.sigmoid(lr_).mean(1))
         st.report("d/fake", torch.sigmoid(lf).mean(1))
         st.report("logits/real", lr_.mean(1))
@@ -239,7 +325,9 @@ class _Ensemble:
             st.report("grad/D", self.D.grad_norms(grads))
 
     def g_step(self, log: bool) -> None:
-        logits = self.D.discriminator(self.packed(self.G.generator(self.z(self.cfg.train.batch), train=True)))  # [S, B/m]
+        fake_in = self.d_input(self.G.generator(self.z(self.cfg.train.batch), train=True))
+        h = self.D.features(fake_in)  # [S, F, B/m]
+        logits = self.D.head(h)  # [S, B/m]
         r = self.cfg.remedies
         if r.top_k:  # top-k training (remedies.top_k_count): G's loss on each seed's k best-scored fakes
             from ..remedies import top_k_count
@@ -251,13 +339,41 @@ class _Ensemble:
                 self.stats.report("remedy/top_k", torch.full((self.S,), float(k), device=logits.device))
         if self.cfg.loss.name == "saturating":
             loss = -F.softplus(logits).mean(1)  # minimise log(1 - D(G(z)))
-        else:
+        elif self.cfg.loss.name in BCE_LOSSES:
             loss = F.softplus(-logits).mean(1)  # non-saturating: -log D(G(z))
-        grads = torch.autograd.grad(loss.sum(), self.g_params)  # D's weights get no gradient here
-        self._apply("g", self.g_params, grads)
+        else:
+            loss = torch.stack([self.adv.g_loss(lg, self.cfg.loss) for lg in logits])
         self.stats.report("loss/g", loss)
+        if self.D.has_batch_norm and (r.feature_matching or r.pull_away):
+            h = self.D.features(fake_in)  # the Trainer's second pass (D.features): its BN statistics move again
+        total = loss + self.g_terms(h, log)
+        grads = torch.autograd.grad(total.sum(), self.g_params)  # D's weights get no gradient here
+        self._apply("g", self.g_params, grads)
         if log:
             self.stats.report("grad/G", self.G.grad_norms(grads))
+
+    def g_terms(self, h_fake: Tensor, log: bool) -> Tensor | float:
+        """G's extra terms per seed (:meth:`Remedies.g_terms`) on D's features of the fakes [S, F, N]."""
+        r, out = self.cfg.remedies, 0.0
+        if self.hist:
+            out = out + self.average_term("g")
+        if r.feature_matching:  # ||E f(x) - E f(G(z))||^2 against a fresh (noisy, packed) real batch
+            with torch.no_grad():
+                h_real = self.D.features(self.d_input(self.real()))
+            fm = (h_real.mean(2) - h_fake.mean(2)).pow(2).sum(1)
+            self.stats.report("remedy/feature_matching", fm)
+            out = out + r.feature_matching * fm
+        if r.pull_away:  # mean squared cosine similarity of distinct fakes' features
+            u = h_fake / h_fake.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            cos2 = torch.bmm(u.transpose(1, 2), u).pow(2)  # [S, N, N]
+            n = cos2.shape[1]
+            pt = (cos2.sum((1, 2)) - cos2.diagonal(dim1=1, dim2=2).sum(1)) / (n * (n - 1))
+            self.stats.report("remedy/pull_away", pt)
+            out = out + r.pull_away * pt
+        if r.instance_noise and log:
+            sigma = instance_noise_std(r.instance_noise, self.step, self.noise_steps)
+            self.stats.report("remedy/instance_noise", torch.full((self.S,), sigma, device=self.device))
+        return out
 
     @torch.no_grad()
     def code_balance(self) -> None:
@@ -281,7 +397,9 @@ class _Ensemble:
 
     def _apply(self, k: str, params: list[Tensor], grads: Sequence[Tensor]) -> None:
         for p, g in zip(params, grads):
-            p.grad = g
+            # the fused Adam kernel reads a gradient with the parameter's strides; a double backward
+            # (gradient penalties) can return a transposed one
+            p.grad = g if g.stride() == p.stride() else g.contiguous()
         self.opt[k].step()
         for p in params:
             p.grad = None
@@ -388,7 +506,10 @@ def _checkpoint(ens: _Ensemble, s: int, callbacks: list) -> None:
         rng["cuda"] = [ens.gens[s].get_state()]
     state = {
         "step": ens.step, "elapsed": ens.elapsed,
-        "modules": {"g": ens.G.state_dict(s), "d": ens.D.state_dict(s)},
+        "modules": {"g": ens.G.state_dict(s), "d": ens.D.state_dict(s), **{
+            f"avg_{k}": {"count": torch.tensor(ens.hist_count[k]),
+                         **{_key(n): net.external(n, v)[s].clone() for n, v in ens.hist[k].items()}}
+            for k, net in (("g", ens.G), ("d", ens.D)) if k in ens.hist}},
         "optims": optims, "scheds": scheds, "stream": ens.streams[s].state_dict(),
         "fixed_z": torch.randn(c.train.grid or 64, c.model.z_dim, generator=torch.Generator().manual_seed(c.train.seed + 1)),
         "rng": rng, "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in callbacks],

@@ -14,9 +14,10 @@ from ..errors import ConfigError
 from ..nets.layers import Maxout
 from ..nets.mlp import CategoricalCode
 
-SUPPORTED = ("method standard; model.g/d.name mlp (no spectral_norm, dropout 0); loss.name ns|bce|saturating "
-             "without smoothing/real_label/flip/penalty; remedies: pack, top_k, code_balance (D without BN); "
-             "train.amp none, compile false; eval.every 0; train.tensorboard false; one process")
+SUPPORTED = ("method standard; model.g/d.name mlp (no spectral_norm; dropout in G only); any loss, label options "
+             "and loss.penalty; remedies: pack, top_k, code_balance (D without BN), instance_noise, "
+             "historical_averaging, feature_matching, pull_away; train.amp none, compile false; eval.every 0; "
+             "train.tensorboard false; one process")
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.ELU, nn.Identity)
 
@@ -66,6 +67,7 @@ class StackedNet:
         self.template = copy.deepcopy(nets[0]).to("meta")
         self.params, self.buffers = torch.func.stack_module_state(list(nets))
         self.S = len(nets)
+        self.gens: Sequence[torch.Generator] | None = None  # per-seed RNGs of dropout's masks (training mode)
         self.maxout: dict[str, tuple[int, int]] = {}  # parameter name -> (out, pieces), stored piece-major
         for prefix, m in self.template.named_modules():
             if isinstance(m, Maxout):
@@ -75,7 +77,8 @@ class StackedNet:
                         t = _piece_major(self.params[key].detach(), m.out_features, m.pieces)
                         self.params[key] = t.contiguous().requires_grad_(True)
         for m in self.template.modules():
-            if not isinstance(m, (nn.Sequential, nn.Linear, Maxout, nn.BatchNorm1d, nn.LayerNorm, CategoricalCode, *ELEMENTWISE)) \
+            if not isinstance(m, (nn.Sequential, nn.Linear, Maxout, nn.BatchNorm1d, nn.LayerNorm, nn.Dropout, CategoricalCode,
+                                  *ELEMENTWISE)) \
                     and m is not self.template:
                 raise ConfigError(f"seed ensembles cannot batch layer {type(m).__name__}; supported: {SUPPORTED}")
 
@@ -115,7 +118,19 @@ class StackedNet:
             if m.elementwise_affine:
                 y = torch.addcmul(self.params[prefix + "bias"].unsqueeze(1), y, self.params[prefix + "weight"].unsqueeze(1))
             return y.transpose(1, 2)
+        if isinstance(m, nn.Dropout):
+            return self._dropout(m.p, h) if train and m.p > 0 else h
         return m(h)  # elementwise activation or Identity
+
+    def _dropout(self, p: float, h: Tensor) -> Tensor:
+        """Training-mode dropout with seed s's mask from ``gens[s]``, drawn as ``F.dropout`` on the
+        CPU draws it for that seed's [N, F] activations (``bernoulli_(1 - p)``, then / (1 - p))."""
+        if self.gens is None:
+            raise RuntimeError("StackedNet.gens must be set to train a net with dropout")
+        S, F_, N = h.shape
+        mask = torch.stack([torch.empty(N, F_, dtype=h.dtype, device=h.device).bernoulli_(1 - p, generator=g)
+                            for g in self.gens]).div_(1 - p)  # [S, N, F]
+        return h * mask.transpose(1, 2)
 
     # ------------------------------------------------------------------ nets
     def generator(self, z: Tensor, train: bool, codes: Tensor | None = None) -> Tensor:
@@ -134,7 +149,14 @@ class StackedNet:
 
     def discriminator(self, x: Tensor) -> Tensor:
         """MLPDiscriminator: x [S, N, ...] -> logits [S, N]."""
-        h = self._layer(self.template.body, "body.", x.flatten(2).transpose(1, 2), True)  # [S, F, N]
+        return self.head(self.features(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """MLPDiscriminator.features, feature-major: x [S, N, ...] -> h [S, F, N]."""
+        return self._layer(self.template.body, "body.", x.flatten(2).transpose(1, 2), True)
+
+    def head(self, h: Tensor) -> Tensor:
+        """D's last linear layer on features h [S, F, N]: logits [S, N]."""
         return self._linear("head.", h).squeeze(1)
 
     @property
