@@ -137,3 +137,19 @@ def test_run_seeds_trains_new_seeds_as_an_ensemble(tmp_path, monkeypatch):
     monkeypatch.setenv("GANFORGE_ENSEMBLE", "0")
     seeds_mod.run_seeds(tiny(), 2, out=tmp_path / "t", quiet=True)
     assert called == [[0, 1]]  # opted out: sequential
+
+
+def test_resume_continues_the_ensembles_historical_averages(tmp_path):
+    """The running means of historical averaging go into the checkpoint as the Trainer's
+    avg_g / avg_d modules: 4 ensemble + 2 Trainer steps == 6 Trainer steps."""
+    over = ["optim.g.schedule=constant", "optim.d.schedule=constant", "remedies.historical_averaging=0.5",
+            "loss.smoothing=0.1", "model.g.dropout=0.1"]
+    train_ensemble(tiny(*over), [5, 6], tmp_path)
+    ck = load_torch(tmp_path / "seed-5" / "checkpoints" / "last.pt")
+    assert int(ck["modules"]["avg_g"]["count"]) == 4 and int(ck["modules"]["avg_d"]["count"]) == 4
+    cont = ganforge.train(tiny("train.steps=6", "train.seed=5", *over), out=tmp_path / "seed-5", resume=True)
+    ref = ganforge.train(tiny("train.steps=6", "train.seed=5", *over), out=tmp_path / "ref")
+    close(cont.generator.state_dict(), ref.generator.state_dict())
+    a, b = (load_torch(d / "checkpoints" / "last.pt") for d in (cont.run_dir, ref.run_dir))
+    for k in ("avg_g", "avg_d"):
+        close(a["modules"][k], b["modules"][k])
