@@ -280,9 +280,11 @@ def evaluate_run(job: dict, run, cfg, rec: dict) -> None:
         rec["target_met"] = bool(rec["modes"] >= tm and rec["hq"] >= thq and rec["rkl"] <= trkl)
 
 
-def plan(jobs: list[dict], ensemble: str = "auto") -> list[list[dict]]:
+def plan(jobs: list[dict], ensemble: str = "auto", parallel: int = 1) -> list[list[dict]]:
     """Tasks: the seeds of each (dataset, config) as one group when they train as a seed
-    ensemble (``ensemble="auto"``), else one task per run; in the jobs' order."""
+    ensemble (``ensemble="auto"``), else one task per run; in the jobs' order. With
+    ``parallel`` worker processes, each group is split into that many ensembles (of near-equal
+    size), so that one configuration's seeds use every worker."""
     groups: dict[tuple[str, str], list[dict]] = {}
     out: list[list[dict]] = []
     for j in jobs:
@@ -294,7 +296,8 @@ def plan(jobs: list[dict], ensemble: str = "auto") -> list[list[dict]]:
             groups[key].append(j)
         else:
             out.append([j])
-    return out
+    k = max(1, parallel)
+    return [part for task in out for part in (task[i::k] for i in range(min(k, len(task))))]
 
 
 # --------------------------------------------------------------------------- summary
@@ -578,7 +581,7 @@ def main(argv=None) -> int:
                 (f" | {rec['refined']['method']}: hq {rec['refined']['hq']:.1f}%" if "refined" in rec else "")))
         bar.set_postfix_str(msg, refresh=True)
 
-    groups = plan(jobs, args.ensemble)
+    groups = plan(jobs, args.ensemble, args.jobs)
     if args.jobs <= 1:
         for group in groups:
             for rec in run_group(group):

@@ -86,6 +86,8 @@ def test_plan_groups_the_seeds_of_ensemble_configs(bench, tmp_path):
     assert [(t[0]["config"], len(t)) for t in tasks] == [
         ("baseline", 3), ("r1", 3), ("gdrop", 3), *[(c, 1) for c in ("sn", "mbstd", "unrolled", "madgan") for _ in range(3)]]
     assert [len(t) for t in bench.plan(jobs, "off")] == [1] * len(jobs)
+    two = bench.plan(jobs, parallel=2)  # two workers: each ensemble's seeds split between them
+    assert [[j["seed"] for j in t] for t in two[:6]] == [[0, 2], [1]] * 3 and len(two) == 6 + 12
     # --ensemble off: one run at a time, no ensemble marks
     args = ["--datasets", "ring8", "--configs", "baseline", "--seeds", "2", "--steps", "20", "--ensemble", "off",
             "--out", str(tmp_path), "--no-progress"]
