@@ -74,8 +74,9 @@ from ..config import Experiment, validate
 from ..errors import ConfigError
 from ..losses import BCE_LOSSES, _bce, d_targets, get_loss, penalty_name
 from ..regularizers import DRAGAN_SCALE, DRAGAN_TARGET
-from ..remedies import _key, code_balance_due, code_prior_step, instance_noise_std, perplexity
+from ..remedies import code_balance_due, code_prior_step, instance_noise_std, perplexity
 from .ensemble_nets import SUPPORTED, StackedNet
+from .ensemble_outputs import _checkpoint, _write_samples
 
 PENALTIES = ("gp", "r1", "r2", "dragan")  # loss.penalty values with a batched form here (:meth:`_Ensemble.penalty`)
 
@@ -459,64 +460,6 @@ class _Ensemble:
             self._ema_gens = {k: v for k, v in self._ema_gens.items() if k[0] == self.step}
             self._ema_gens[key] = G.eval()
         return G.eval()
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-def _write_samples(ens: _Ensemble, tag: str) -> None:
-    from ..report import save_image_grid, save_scatter
-
-    zd = ens.cfg.model.z_dim
-    if ens.datasets[0].kind == "points":
-        many = ens.sample(torch.randn(2500, zd, generator=torch.Generator().manual_seed(0)))
-        for s, (c, data, d) in enumerate(zip(ens.cfgs, ens.datasets, ens.dirs)):
-            real = data.x[torch.randperm(len(data.x), generator=torch.Generator().manual_seed(0))[:2500]]
-            save_scatter(many[s], d / "samples" / f"{tag}.png", real=real, modes=data.modes, title=f"{c.name} {tag}")
-    else:
-        for s, (c, d) in enumerate(zip(ens.cfgs, ens.dirs)):
-            fixed = torch.randn(c.train.grid or 64, zd, generator=torch.Generator().manual_seed(c.train.seed + 1))
-            save_image_grid(ens.sample(fixed)[s], d / "samples" / f"{tag}.png")
-
-
-def _checkpoint(ens: _Ensemble, s: int, callbacks: list) -> None:
-    """checkpoints/last.pt of seed s in the Trainer's format (``--resume`` continues it)."""
-    from .checkpoint import rng_state, save_checkpoint
-    from .loop import seed_everything
-    from .optim import build_optimizer
-
-    c = ens.cfgs[s]
-    optims, scheds = {}, {}
-    for k, net in (("d", ens.D), ("g", ens.G)):
-        n_params = len(net.params)
-        o = build_optimizer(getattr(c.optim, k), [torch.zeros(1, requires_grad=True) for _ in range(n_params)])
-        sd = o.state_dict()
-        big = ens.opt[k].state_dict()
-        names = list(net.params)
-        sd["state"] = {i: {n: (v if v.dim() == 0 else net.external(names[i], v)[s]).clone() for n, v in st.items()}
-                       for i, st in big["state"].items()}
-        sd["param_groups"][0].update(lr=big["param_groups"][0]["lr"], initial_lr=big["param_groups"][0].get("initial_lr"))
-        optims[k] = sd
-        scheds[k] = ens.sched[k].state_dict()
-    seed_everything(c.train.seed)  # numpy / python RNG: untouched by training, as in a sequential run
-    rng = rng_state()
-    if ens.device.type == "cpu":
-        rng["torch"] = ens.gens[s].get_state()
-    else:  # the latents came from the device's generator
-        rng["cuda"] = [ens.gens[s].get_state()]
-    state = {
-        "step": ens.step, "elapsed": ens.elapsed,
-        "modules": {"g": ens.G.state_dict(s), "d": ens.D.state_dict(s), **{
-            f"avg_{k}": {"count": torch.tensor(ens.hist_count[k]),
-                         **{_key(n): net.external(n, v)[s].clone() for n, v in ens.hist[k].items()}}
-            for k, net in (("g", ens.G), ("d", ens.D)) if k in ens.hist}},
-        "optims": optims, "scheds": scheds, "stream": ens.streams[s].state_dict(),
-        "fixed_z": torch.randn(c.train.grid or 64, c.model.z_dim, generator=torch.Generator().manual_seed(c.train.seed + 1)),
-        "rng": rng, "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in callbacks],
-    }
-    if ens.ema is not None:
-        state["ema"] = ens.generator(s).state_dict()
-    save_checkpoint(ens.dirs[s] / "checkpoints" / "last.pt", state)
 
 
 # --------------------------------------------------------------------------- entry point
