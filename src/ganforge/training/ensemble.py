@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -76,52 +75,8 @@ from ..losses import BCE_LOSSES, _bce, d_targets, get_loss, penalty_name
 from ..regularizers import DRAGAN_SCALE, DRAGAN_TARGET
 from ..remedies import code_balance_due, code_prior_step, instance_noise_std, perplexity
 from .ensemble_nets import SUPPORTED, StackedNet
+from .ensemble_support import check_ensemble, ensemble_unsupported
 from .ensemble_outputs import _checkpoint, _write_samples
-
-PENALTIES = ("gp", "r1", "r2", "dragan")  # loss.penalty values with a batched form here (:meth:`_Ensemble.penalty`)
-
-
-# --------------------------------------------------------------------------- support
-
-
-def ensemble_unsupported(cfg: Experiment) -> str | None:
-    """Why ``cfg`` cannot be trained as a seed ensemble (one setting), or None when it can."""
-    m, L, r, t = cfg.model, cfg.loss, cfg.remedies, cfg.train
-    if cfg.method != "standard":
-        return f"method={cfg.method!r}"
-    for k, net in (("g", m.g), ("d", m.d)):
-        if net.name != "mlp":
-            return f"model.{k}.name={net.name!r}"
-        if net.spectral_norm:
-            return f"model.{k}.spectral_norm=true"
-    if m.d.dropout > 0:
-        return f"model.d.dropout={m.d.dropout}"
-    if r.code_balance and m.d.norm == "batch":
-        return "remedies.code_balance with model.d.norm=batch (D's eval mode is not batched)"
-    pen = penalty_name(L)
-    if pen is not None and pen not in PENALTIES:
-        return f"loss.penalty={pen!r}"
-    defaults = type(r)()
-    for key in ("minibatch_discrimination", "minibatch_std", "unrolled_steps"):
-        if getattr(r, key) != getattr(defaults, key):
-            return f"remedies.{key}={getattr(r, key)!r}"
-    if t.amp != "none" or t.compile:
-        return "train.amp/train.compile"
-    if cfg.eval.every:
-        return "eval.every"
-    if t.tensorboard:
-        return "train.tensorboard"
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        return "torchrun (WORLD_SIZE > 1)"
-    return None
-
-
-def check_ensemble(cfg: Experiment) -> None:
-    """One-line ConfigError when ``cfg`` is not supported by :func:`train_ensemble`."""
-    why = ensemble_unsupported(cfg)
-    if why is not None:
-        raise ConfigError(f"seed ensembles do not support {why}; supported: {SUPPORTED}")
-
 
 # --------------------------------------------------------------------------- per-seed state
 
