@@ -394,6 +394,8 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
            f"load average at start {meta['load_start']}, at end {meta['load_end']}.  ",
            "Mean ± standard error over seeds. Time: training seconds per run, wall clock and CPU (the CPU seconds of "
            "a one-thread run approximate its wall time on an idle machine).", ""]
+    for src in meta.get("merged_from", []):
+        out.insert(-1, f"Merged from `{src['file']}` (started {src['started']}): `{src['command']}`  ")
     summary = summarize(records, datasets, configs)
     for ds in datasets:
         rows = [r for r in summary if r["dataset"] == ds]
@@ -479,6 +481,44 @@ def load_avg() -> str:
 # --------------------------------------------------------------------------- main
 
 
+def write_results(json_path: Path, md_path: Path, records: list[dict], datasets: list[str], configs: list[str], meta: dict) -> None:
+    """results.json (atomically) and results.md for ``records``."""
+    payload = {"meta": meta, "summary": summarize(records, datasets, configs), "runs": records}
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, json_path)
+    md_path.write_text(markdown(records, datasets, configs, meta))
+
+
+def merge(files: list[str], command: str) -> tuple[list[dict], list[str], list[str], dict]:
+    """The runs of several results.json files as one record set, plus the datasets and configs
+    they cover (in the benchmark's order) and a meta block naming every source's command."""
+    keyed: dict[tuple, dict] = {}
+    metas = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise SystemExit(f"--merge: {f} is not a file; pass the results.json of earlier benchmark runs")
+        try:
+            payload = json.loads(path.read_text())
+            runs, meta = payload["runs"], payload.get("meta", {})
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"--merge: {f} is not a mode_collapse results.json ({e}); pass OUT/results.json of a benchmark run")
+        metas.append(meta)
+        for r in runs:
+            keyed[(r["dataset"], r["config"], r["seed"])] = r
+    records = list(keyed.values())
+    datasets = [d for d in RECIPE if any(r["dataset"] == d for r in records)]
+    configs = [c for c in CONFIGS if any(r["config"] == c for r in records)]
+    first = metas[0] if metas else {}
+    meta = {"command": command, "machine": first.get("machine", machine()), "device": first.get("device", "cpu"),
+            "threads": first.get("threads", 1), "jobs": first.get("jobs", 1), "load_start": first.get("load_start", "?"),
+            "load_end": first.get("load_end", "?"),
+            "merged_from": [{"file": f, "command": m.get("command", "?"), "started": m.get("started", "?")} for f, m in zip(files, metas)],
+            "ceiling": {k: v for m in metas for k, v in m.get("ceiling", {}).items()}}
+    return records, datasets, configs, meta
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="ring8,grid25", help=f"comma list of {', '.join(RECIPE)}")
@@ -506,6 +546,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stacked-samples", type=int, default=STACKED_SAMPLES, help="samples counted on stacked data")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--list", action="store_true", help="print the named configurations and exit")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
+                    help="train nothing: combine the runs of these results.json files (e.g. one per core, or per session) "
+                         "into OUT/results.json and OUT/results.md; a (dataset, config, seed) in several files keeps the last")
     return ap.parse_args(argv)
 
 
@@ -531,6 +574,13 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
+    command = " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "mode_collapse.py " + " ".join(argv)
+    if args.merge:
+        records, datasets, configs, meta = merge(args.merge, command)
+        write_results(json_path, md_path, records, datasets, configs, meta)
+        print(md_path.read_text())
+        print(f"wrote {json_path} and {md_path} ({len(records)} runs from {len(args.merge)} files)")
+        return 0
     records: list[dict] = []
     if args.resume and json_path.is_file():
         records = [r for r in json.loads(json_path.read_text())["runs"] if "error" not in r]
@@ -540,17 +590,12 @@ def main(argv=None) -> int:
              "runs": str(out / "runs"), "keep_runs": args.keep_runs, "set": list(args.set), "stacked_samples": args.stacked_samples,
              "refine": args.refine, "calibrate": args.calibrate}
             for d in datasets for c in configs for s in seeds if (d, c, s) not in done]
-    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "mode_collapse.py " + " ".join(argv),
-            "machine": machine(), "device": args.device, "threads": args.threads, "jobs": args.jobs, "load_start": load_avg(),
+    meta = {"command": command, "machine": machine(), "device": args.device, "threads": args.threads, "jobs": args.jobs, "load_start": load_avg(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
     def write() -> None:
         meta["load_end"] = load_avg()
-        payload = {"meta": meta, "summary": summarize(records, datasets, configs), "runs": records}
-        tmp = json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, json_path)
-        md_path.write_text(markdown(records, datasets, configs, meta))
+        write_results(json_path, md_path, records, datasets, configs, meta)
 
     import torch
 

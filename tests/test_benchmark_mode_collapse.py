@@ -97,6 +97,34 @@ def test_plan_groups_the_seeds_of_ensemble_configs(bench, tmp_path):
     assert "| baseline |" in (tmp_path / "results.md").read_text()
 
 
+def test_merge_combines_results_files(bench, tmp_path):
+    """--merge: the runs of several results.json files as one table; a repeated run keeps the last file's."""
+    def run(config, seed, hq):
+        return {"dataset": "ring8", "config": config, "seed": seed, "steps": 4000, "samples": 2500, "modes": 8, "hq": hq,
+                "rkl": 0.01, "spread": 1.0, "target_met": hq >= 98, "train_s": 60.0, "train_cpu_s": 59.0}
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"meta": {"command": "cmd-a", "started": "t1", "machine": "m", "threads": 1, "jobs": 1,
+                                      "load_start": "0", "load_end": "0"},
+                             "runs": [run("baseline", 0, 50.0), run("baseline", 1, 60.0), run("ttur", 0, 99.0)]}))
+    b.write_text(json.dumps({"meta": {"command": "cmd-b", "started": "t2"}, "runs": [run("baseline", 1, 70.0), run("flip", 3, 98.5)]}))
+    out = tmp_path / "merged"
+    assert bench.main(["--merge", str(a), str(b), "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    got = {(r["config"], r["seed"]): r["hq"] for r in data["runs"]}
+    assert got == {("baseline", 0): 50.0, ("baseline", 1): 70.0, ("ttur", 0): 99.0, ("flip", 3): 98.5}
+    rows = {s["config"]: s for s in data["summary"]}
+    assert list(rows) == ["baseline", "flip", "ttur"]  # the benchmark's config order
+    assert rows["baseline"]["hq"]["mean"] == pytest.approx(60.0) and rows["flip"]["target_met"] == 1
+    md = (out / "results.md").read_text()
+    assert "`cmd-a`" in md and "`cmd-b`" in md and "| baseline | 4000 | 2 |" in md
+    with pytest.raises(SystemExit, match="not a file"):
+        bench.main(["--merge", str(tmp_path / "missing.json"), "--out", str(out)])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a mode_collapse results.json"):
+        bench.main(["--merge", str(tmp_path / "bad.json"), "--out", str(out)])
+
+
 @pytest.mark.parametrize("calibrate", [0, 20])
 def test_refined_numbers_are_reported_apart_from_the_generators(bench, tmp_path, calibrate):
     """--refine drs adds D-guided numbers under `refined`; the main numbers stay G's own
