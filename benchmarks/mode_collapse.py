@@ -26,7 +26,10 @@ rate and step count -- reset to the plain GAN's, see :data:`PLAIN`), so remedies
 against the same baseline; ``recommended`` is the shipped recipe (``ring8.yaml`` /
 ``grid25.yaml``) unchanged. Results: ``OUT/results.json`` (every run: config, overrides, seed,
 numbers, seconds) and ``OUT/results.md`` (mean ± standard error per configuration). Runs are
-appended to the JSON as they finish; ``--resume`` skips the runs already in it.
+appended to the JSON as they finish; ``--resume`` skips the runs already in it and continues an
+interrupted run from its last checkpoint (Ctrl-C writes one; stacked runs also checkpoint every
+2,000 steps). ``--merge A/results.json B/results.json --out C`` combines finished sets (one per
+core or per session) into one table.
 
 ``--refine drs|langevin|mh`` also scores, for every 2D run, 2,500 *D-guided* samples
 (``ganforge.sampling``: discriminator rejection sampling, Langevin dynamics in z on
@@ -129,6 +132,7 @@ NUM_MODES = {"ring8": 8, "grid25": 25, **{d: 1000 for d in STACKED}}
 # Benchmark runs write no intermediate samples/checkpoints and skip the monitor (train.device: --device).
 RUN_DEFAULTS = ["train.progress=false", "train.monitor=false", "train.sample_every=0",
                 "train.checkpoint_every=0", "train.log_every=100"]
+STACKED_CHECKPOINT_EVERY = 2_000  # stacked runs take an hour or more: an interrupted one continues (--resume)
 STACKED_SAMPLES = 26_000  # Stacked MNIST protocol (VEEGAN / PacGAN)
 TWO_D_SAMPLES = 2_500
 
@@ -146,7 +150,8 @@ def overrides_for(dataset: str, config: str, steps: int | None, threads: int, se
         ov.append(f"train.steps={steps}")
     # --set comes after the run defaults (so it can turn the monitor or checkpoints back on) and
     # before device/threads/seed, which the benchmark's own options set
-    ov += [*RUN_DEFAULTS, *extra, f"train.device={device}", f"train.threads={threads}", f"train.seed={seed}"]
+    ckpt = [f"train.checkpoint_every={STACKED_CHECKPOINT_EVERY}"] if dataset in STACKED else []
+    ov += [*RUN_DEFAULTS, *ckpt, *extra, f"train.device={device}", f"train.threads={threads}", f"train.seed={seed}"]
     return (RECOMMENDED if config == "recommended" else RECIPE)[dataset], ov
 
 
@@ -165,20 +170,39 @@ def run_one(job: dict) -> dict:
     recipe, ov = overrides_for(dataset, config, job["steps"], job["threads"], seed, job.get("set", ()), job.get("device", "cpu"))
     rec = {"dataset": dataset, "config": config, "seed": seed, "recipe": recipe, "overrides": ov}
     run_dir = Path(job["runs"]) / dataset / config / f"seed{seed}"
-    if run_dir.exists():
+    last = run_dir / "checkpoints" / "last.pt"
+    resume = bool(job.get("resume")) and last.is_file() and (run_dir / "config.yaml").is_file()
+    if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)
+    keep = job["keep_runs"]
     try:
         cfg = resolve(recipe, ov)
         rec["steps"], rec["method"] = cfg.train.steps, cfg.method
+        before = 0.0
+        if resume:  # an interrupted run of this job: continue it from its last checkpoint
+            from ganforge.training.checkpoint import load_checkpoint
+
+            ckpt = load_checkpoint(last)
+            rec["resumed_from"], before = int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
         t0, c0 = time.perf_counter(), time.process_time()
-        run = ganforge.train(cfg, out=run_dir)
-        rec["train_s"] = round(time.perf_counter() - t0, 2)  # wall clock (contention shows here)
-        rec["train_cpu_s"] = round(time.process_time() - c0, 2)  # CPU seconds of this process
+        run = ganforge.train(cfg, out=run_dir, resume=resume)
+        # wall clock (contention shows here) and CPU seconds of this process; a resumed run adds
+        # the training seconds its checkpoint recorded (wall clock of the earlier part, in both)
+        rec["train_s"] = round(time.perf_counter() - t0 + before, 2)
+        rec["train_cpu_s"] = round(time.process_time() - c0 + before, 2)
         evaluate_run(job, run, cfg, rec)
     except Exception as e:  # a failed run is a result too (e.g. a remedy that diverges)
+        from ganforge.training.loop import Interrupted
+
+        if isinstance(e, Interrupted):  # Ctrl-C: a checkpoint was written; keep it for --resume
+            keep = True
+            raise KeyboardInterrupt(str(e)) from None
         rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    except KeyboardInterrupt:
+        keep = True
+        raise
     finally:
-        if not job["keep_runs"] and run_dir.exists():
+        if not keep and run_dir.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
     return rec
 
@@ -542,7 +566,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="auto: train the seeds of each configuration that ganforge.training.ensemble supports at once "
                          "(one process, batched over seeds; equal to the sequential runs up to float rounding); off: one run at a time")
     ap.add_argument("--keep-runs", action="store_true", help="keep each run's directory under OUT/runs")
-    ap.add_argument("--resume", action="store_true", help="skip runs already in OUT/results.json")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip runs already in OUT/results.json, and continue an interrupted run from its last checkpoint "
+                         f"(Ctrl-C writes one; stacked runs also every {STACKED_CHECKPOINT_EVERY:,} steps)")
     ap.add_argument("--stacked-samples", type=int, default=STACKED_SAMPLES, help="samples counted on stacked data")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--list", action="store_true", help="print the named configurations and exit")
@@ -588,7 +614,7 @@ def main(argv=None) -> int:
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
     jobs = [{"dataset": d, "config": c, "seed": s, "steps": args.steps, "threads": args.threads, "device": args.device,
              "runs": str(out / "runs"), "keep_runs": args.keep_runs, "set": list(args.set), "stacked_samples": args.stacked_samples,
-             "refine": args.refine, "calibrate": args.calibrate}
+             "refine": args.refine, "calibrate": args.calibrate, "resume": args.resume}
             for d in datasets for c in configs for s in seeds if (d, c, s) not in done]
     meta = {"command": command, "machine": machine(), "device": args.device, "threads": args.threads, "jobs": args.jobs, "load_start": load_avg(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -125,6 +125,36 @@ def test_merge_combines_results_files(bench, tmp_path):
         bench.main(["--merge", str(tmp_path / "bad.json"), "--out", str(out)])
 
 
+def test_resume_continues_an_interrupted_run(bench, tmp_path, monkeypatch):
+    """--resume continues a run from its last checkpoint (counting its earlier seconds); Ctrl-C keeps the run."""
+    import ganforge
+
+    job = {"dataset": "ring8", "config": "baseline", "seed": 1, "steps": 30, "threads": 1, "device": "cpu",
+           "runs": str(tmp_path), "keep_runs": False, "set": ["train.checkpoint_every=10"], "resume": True}
+    run_dir = tmp_path / "ring8" / "baseline" / "seed1"
+    recipe, ov = bench.overrides_for("ring8", "baseline", 20, 1, 1, job["set"])
+    ganforge.train(recipe, out=run_dir, overrides=ov)  # "interrupted" at step 20
+    rec = bench.run_one(job)
+    assert "error" not in rec, rec.get("error")
+    assert rec["resumed_from"] == 20 and rec["steps"] == 30 and 0 <= rec["modes"] <= 8
+    assert not run_dir.exists()  # finished: removed as usual
+    fresh = bench.run_one(job | {"resume": False, "runs": str(tmp_path / "b")})
+    assert "resumed_from" not in fresh and "error" not in fresh
+
+    def interrupted(*a, **k):
+        from ganforge.training.loop import Interrupted
+
+        (run_dir / "checkpoints").mkdir(parents=True)
+        raise Interrupted(7, run_dir)
+
+    monkeypatch.setattr(ganforge, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        bench.run_one(job | {"resume": False})
+    assert run_dir.is_dir()  # kept for the next --resume
+    recipe, ov = bench.overrides_for("stacked-digits", "recommended", None, 1, 0)
+    assert f"train.checkpoint_every={bench.STACKED_CHECKPOINT_EVERY}" in ov
+
+
 @pytest.mark.parametrize("calibrate", [0, 20])
 def test_refined_numbers_are_reported_apart_from_the_generators(bench, tmp_path, calibrate):
     """--refine drs adds D-guided numbers under `refined`; the main numbers stay G's own
