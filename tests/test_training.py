@@ -169,6 +169,27 @@ def test_fast_paths_match_the_plain_path(fast, atol, tmp_path):
     assert torch.allclose(a.generator(z), b.generator(z.contiguous()), atol=max(atol, 1e-5) * 4)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_uses_bf16_only_where_it_is_native(native, tmp_path, monkeypatch):
+    """train.amp=auto: bf16 autocast where the device has native bf16, float32 elsewhere; an explicit
+    bf16 without native support still autocasts but warns (emulated bf16 is many times slower)."""
+    import warnings
+
+    from ganforge.training import loop
+
+    monkeypatch.setattr(loop, "native_bf16", lambda device: native)
+    tr = loop.Trainer(tiny("digits-dcgan", "train.steps=1", "train.amp=auto"), tmp_path / "auto")
+    assert tr.amp == ("bf16" if native else "none")
+    assert isinstance(tr.autocast, torch.autocast) == native
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tr = loop.Trainer(tiny("digits-dcgan", "train.steps=1", "train.amp=bf16"), tmp_path / "bf16")
+    assert tr.amp == "bf16" and isinstance(tr.autocast, torch.autocast)
+    assert any("no native bfloat16" in str(w.message) for w in caught) == (not native)
+    with pytest.raises(ConfigError, match="valid: none, bf16, auto"):
+        resolve("ring8", ["train.amp=fp16"])
+
+
 def test_compiled_path_matches_the_plain_path(tmp_path):
     base = ["train.steps=3", "train.monitor=false", "model.g.norm=none"]
     a = ganforge.train(tiny("ring8", *base), out=tmp_path / "plain")

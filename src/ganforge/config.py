@@ -134,7 +134,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0: torch's default
     monitor: bool = True  # run the collapse/health monitor and write diagnosis.json
     channels_last: bool = False  # images in channels-last memory format (faster convs on GPUs and oneDNN)
-    amp: str = "none"  # autocast dtype for forward passes: none | bf16 (no loss scaling needed)
+    amp: str = "none"  # autocast for forward passes: none | bf16 (no loss scaling needed) | auto (bf16 where the device has native bf16, else none)
     tensorboard: bool = False  # also log scalars and sample grids to <run>/tensorboard (pip install tensorboard)
     compile: bool = False  # torch.compile the networks (falls back to eager with a warning if unavailable)
     fused: str = "auto"  # Adam kernels: auto / fused (one fused kernel where torch has one: CPU, CUDA) | foreach
@@ -346,8 +346,8 @@ def validate(cfg: Experiment) -> None:
             raise ConfigError(f"train.{k} must be >= 0, got {getattr(t, k)}")
     if not 0.0 <= t.ema < 1.0:
         raise ConfigError(f"train.ema must be in [0, 1), got {t.ema}")
-    if t.amp not in ("none", "bf16"):
-        raise ConfigError(f"unknown train.amp={t.amp!r}; valid: none, bf16")
+    if t.amp not in ("none", "bf16", "auto"):
+        raise ConfigError(f"unknown train.amp={t.amp!r}; valid: none, bf16, auto")
     if t.fused not in ("auto", "fused", "foreach"):
         raise ConfigError(f"unknown train.fused={t.fused!r}; valid: auto, fused, foreach")
     if cfg.optim.n_critic < 1:
