@@ -388,6 +388,7 @@ def summarize(records: list[dict], datasets: list[str], configs: list[str]) -> l
             for k in ("modes", "hq", "rkl", "spread", "kl", "kl_channels", "train_s", "train_cpu_s"):
                 # kl_channels: the sum of the three channels' own KLs (the rest of KL is their dependence)
                 vals = [float(sum(r[k]) if k == "kl_channels" else r[k]) for r in ok if k in r]
+                vals = [v for v in vals if not math.isnan(v)]  # spread: nan for a seed with no high-quality sample
                 if vals:
                     row[k] = dict(zip(("mean", "se"), mean_se(vals)))
                     row[k].update(values=vals, min=min(vals), max=max(vals))

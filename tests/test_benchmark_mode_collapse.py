@@ -107,15 +107,17 @@ def test_merge_combines_results_files(bench, tmp_path):
     a.write_text(json.dumps({"meta": {"command": "cmd-a", "started": "t1", "machine": "m", "threads": 1, "jobs": 1,
                                       "load_start": "0", "load_end": "0"},
                              "runs": [run("baseline", 0, 50.0), run("baseline", 1, 60.0), run("ttur", 0, 99.0)]}))
-    b.write_text(json.dumps({"meta": {"command": "cmd-b", "started": "t2"}, "runs": [run("baseline", 1, 70.0), run("flip", 3, 98.5)]}))
+    b.write_text(json.dumps({"meta": {"command": "cmd-b", "started": "t2"},
+                             "runs": [run("baseline", 1, 70.0), run("flip", 3, 98.5), run("flip", 4, 0.0) | {"spread": float("nan")}]}))
     out = tmp_path / "merged"
     assert bench.main(["--merge", str(a), str(b), "--out", str(out)]) == 0
     data = json.loads((out / "results.json").read_text())
     got = {(r["config"], r["seed"]): r["hq"] for r in data["runs"]}
-    assert got == {("baseline", 0): 50.0, ("baseline", 1): 70.0, ("ttur", 0): 99.0, ("flip", 3): 98.5}
+    assert got == {("baseline", 0): 50.0, ("baseline", 1): 70.0, ("ttur", 0): 99.0, ("flip", 3): 98.5, ("flip", 4): 0.0}
     rows = {s["config"]: s for s in data["summary"]}
     assert list(rows) == ["baseline", "flip", "ttur"]  # the benchmark's config order
     assert rows["baseline"]["hq"]["mean"] == pytest.approx(60.0) and rows["flip"]["target_met"] == 1
+    assert rows["flip"]["spread"]["values"] == [1.0]  # a seed with no high-quality sample has no spread
     md = (out / "results.md").read_text()
     assert "`cmd-a`" in md and "`cmd-b`" in md and "| baseline | 4000 | 2 |" in md
     with pytest.raises(SystemExit, match="not a file"):
