@@ -13,7 +13,7 @@ from ganforge.config import NetConfig
 from ganforge.errors import ConfigError
 from ganforge.nets import NETS, build_discriminator, build_generator
 from ganforge.nets.dcgan import SIZES
-from ganforge.nets.layers import Maxout, init_dcgan_
+from ganforge.nets.layers import DenseConv2d, DenseConvTranspose2d, Maxout, init_dcgan_
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -114,6 +114,47 @@ def test_discriminator_accepts_channels_last():
     xcl = x.to(memory_format=torch.channels_last)
     assert torch.allclose(D(x), D(xcl), atol=1e-5)
     assert torch.allclose(D.features(x), D.features(xcl), atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("sn", [False, True])
+@pytest.mark.parametrize("dense, conv, x_shape, args", [
+    (DenseConvTranspose2d, nn.ConvTranspose2d, (5, 6, 1, 1), (6, 4, 7, 1, 0)),  # G's first layer
+    (DenseConvTranspose2d, nn.ConvTranspose2d, (5, 6, 3, 3), (6, 4, 4, 2, 1)),  # not 1 x 1: conv path
+    (DenseConv2d, nn.Conv2d, (5, 6, 7, 7), (6, 1, 7, 1, 0)),  # D's head
+    (DenseConv2d, nn.Conv2d, (5, 6, 9, 9), (6, 3, 7, 1, 0)),  # bigger input: conv path
+])
+def test_dense_convs_equal_the_torch_convs_in_float64(dense, conv, x_shape, args, sn, bias):
+    """The matmul forms of DCGAN's first and last layers: same output and gradients (input,
+    weight, bias) as torch's conv on the same parameters, same state-dict keys."""
+    torch.manual_seed(1)
+    ref = conv(*args, bias=bias).double()
+    ours = dense(*args, bias=bias).double()
+    ours.load_state_dict(ref.state_dict())
+    if sn:
+        ref, ours = (torch.nn.utils.parametrizations.spectral_norm(m) for m in (ref, ours))
+        ours.load_state_dict(ref.state_dict())
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    x = torch.randn(*x_shape, dtype=torch.float64)
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    ys = [m(xi) for m, xi in zip((ref, ours), xs)]
+    assert ys[1].shape == ys[0].shape
+    torch.testing.assert_close(ys[1], ys[0], rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(ys[0])
+    for y in ys:
+        (y * w).sum().backward()
+    torch.testing.assert_close(xs[1].grad, xs[0].grad, rtol=1e-12, atol=1e-12)
+    for (k, p0), (_, p1) in zip(ref.named_parameters(), ours.named_parameters()):
+        torch.testing.assert_close(p1.grad, p0.grad, rtol=1e-12, atol=1e-12, msg=k)
+
+
+def test_dcgan_first_and_last_layers_use_the_dense_forms_and_keep_channels_last():
+    G = build_generator(g_cfg(width=8), 16, (3, 28, 28))
+    D = build_discriminator(d_cfg(width=8), (3, 28, 28))
+    assert isinstance(G.net[0], DenseConvTranspose2d) and isinstance(D.head[1], DenseConv2d)
+    G.to(memory_format=torch.channels_last)
+    y = G.net[0](torch.randn(2, 16, 1, 1))
+    assert y.shape == (2, 16, 7, 7) and y.is_contiguous(memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------- published counts
