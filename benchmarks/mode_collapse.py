@@ -196,7 +196,8 @@ def run_one(job: dict) -> dict:
 
         if isinstance(e, Interrupted):  # Ctrl-C: a checkpoint was written; keep it for --resume
             keep = True
-            raise KeyboardInterrupt(str(e)) from None
+            raise KeyboardInterrupt(f"{dataset}/{config}/seed {seed} stopped at step {e.step}, "
+                                    f"checkpoint in {e.run_dir}") from None
         rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
     except KeyboardInterrupt:
         keep = True
@@ -672,5 +673,15 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> int:
+    """``main`` with Ctrl-C answered in one line (what was kept, how to go on), not a traceback."""
+    try:
+        return main()
+    except KeyboardInterrupt as e:
+        why = f": {e}" if str(e) else ""
+        raise SystemExit(f"interrupted{why}; finished runs are in the --out folder's results.json; "
+                         "the same command with --resume continues") from None
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

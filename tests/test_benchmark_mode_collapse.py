@@ -150,9 +150,16 @@ def test_resume_continues_an_interrupted_run(bench, tmp_path, monkeypatch):
         raise Interrupted(7, run_dir)
 
     monkeypatch.setattr(ganforge, "train", interrupted)
-    with pytest.raises(KeyboardInterrupt, match="--resume"):
+    with pytest.raises(KeyboardInterrupt, match="ring8/baseline/seed 1 stopped at step 7, checkpoint in") as stop:
         bench.run_one(job | {"resume": False})
     assert run_dir.is_dir()  # kept for the next --resume
+
+    def main(*a):
+        raise stop.value
+
+    monkeypatch.setattr(bench, "main", main)  # the command line: one line naming the run and --resume
+    with pytest.raises(SystemExit, match=r"^interrupted: ring8/baseline/seed 1 stopped at step 7.*with --resume continues$"):
+        bench.cli()
     recipe, ov = bench.overrides_for("stacked-digits", "recommended", None, 1, 0)
     assert f"train.checkpoint_every={bench.STACKED_CHECKPOINT_EVERY}" in ov
 
