@@ -12,7 +12,7 @@ layer) with activation (LeakyReLU(0.2) by default) and norm on every layer but t
 
 The first layer of G and the head of D are computed as one matmul each
 (``DenseConvTranspose2d`` / ``DenseConv2d``: the same parameters and result as torch's convs,
-~1.2x faster training steps on a CPU; ``benchmarks/dense_layers.py``).
+1.10-1.12x faster training steps on one CPU thread, 1.0-1.07x on two; ``benchmarks/dense_layers.py``).
 
 ``norm='none'`` removes the norm layers (with ``spectral_norm=True``: the SN-GAN
 discriminator of Miyato et al. 2018). A conv has a bias only when ``norm='none'`` (a bias

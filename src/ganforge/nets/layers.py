@@ -89,9 +89,9 @@ class DenseConvTranspose2d(nn.ConvTranspose2d):
 
     On a [N, C, 1, 1] input with stride 1 and no padding, ``y[n, o, i, j] = sum_c x[n, c]
     W[c, o, i, j] + b[o]``: ``x.flatten(1) @ W.flatten(1)``, the same parameters, state-dict
-    keys and result as ``nn.ConvTranspose2d``, ~3x faster forward + backward on a CPU than the
-    transposed-conv kernel (docs/benchmarks.md, Training throughput). Other inputs take the
-    ordinary conv path.
+    keys and result as ``nn.ConvTranspose2d``, and ~3x faster forward + backward on one CPU thread
+    than the transposed-conv kernel for DCGAN's shapes (docs/benchmarks.md, Training throughput).
+    Other inputs take the ordinary conv path.
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
