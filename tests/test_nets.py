@@ -118,18 +118,21 @@ def test_discriminator_accepts_channels_last():
 
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("sn", [False, True])
-@pytest.mark.parametrize("dense, conv, x_shape, args", [
-    (DenseConvTranspose2d, nn.ConvTranspose2d, (5, 6, 1, 1), (6, 4, 7, 1, 0)),  # G's first layer
-    (DenseConvTranspose2d, nn.ConvTranspose2d, (5, 6, 3, 3), (6, 4, 4, 2, 1)),  # not 1 x 1: conv path
-    (DenseConv2d, nn.Conv2d, (5, 6, 7, 7), (6, 1, 7, 1, 0)),  # D's head
-    (DenseConv2d, nn.Conv2d, (5, 6, 9, 9), (6, 3, 7, 1, 0)),  # bigger input: conv path
+@pytest.mark.parametrize("dense, conv, x_shape, args, kw", [
+    (DenseConvTranspose2d, nn.ConvTranspose2d, (5, 6, 1, 1), (6, 4, 7, 1, 0), {}),  # G's first layer
+    (DenseConvTranspose2d, nn.ConvTranspose2d, (5, 6, 3, 3), (6, 4, 4, 2, 1), {}),  # not 1 x 1: conv path
+    (DenseConvTranspose2d, nn.ConvTranspose2d, (5, 6, 1, 1), (6, 4, 3, 2, 0), {"output_padding": 1}),  # conv path
+    (DenseConvTranspose2d, nn.ConvTranspose2d, (5, 6, 1, 1), (6, 4, 3, 1, 0), {"dilation": 2}),  # conv path
+    (DenseConv2d, nn.Conv2d, (5, 6, 7, 7), (6, 1, 7, 1, 0), {}),  # D's head
+    (DenseConv2d, nn.Conv2d, (5, 6, 9, 9), (6, 3, 7, 1, 0), {}),  # bigger input: conv path
+    (DenseConv2d, nn.Conv2d, (5, 6, 5, 5), (6, 3, 3, 1, 0), {"dilation": 2}),  # a 3 x 3 kernel over 5 x 5: conv path
 ])
-def test_dense_convs_equal_the_torch_convs_in_float64(dense, conv, x_shape, args, sn, bias):
+def test_dense_convs_equal_the_torch_convs_in_float64(dense, conv, x_shape, args, kw, sn, bias):
     """The matmul forms of DCGAN's first and last layers: same output and gradients (input,
     weight, bias) as torch's conv on the same parameters, same state-dict keys."""
     torch.manual_seed(1)
-    ref = conv(*args, bias=bias).double()
-    ours = dense(*args, bias=bias).double()
+    ref = conv(*args, bias=bias, **kw).double()
+    ours = dense(*args, bias=bias, **kw).double()
     ours.load_state_dict(ref.state_dict())
     if sn:
         ref, ours = (torch.nn.utils.parametrizations.spectral_norm(m) for m in (ref, ours))

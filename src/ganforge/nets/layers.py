@@ -87,7 +87,7 @@ class Maxout(nn.Module):
 class DenseConvTranspose2d(nn.ConvTranspose2d):
     """A transposed conv applied to 1 x 1 inputs (DCGAN's first layer), computed as one matmul.
 
-    On a [N, C, 1, 1] input with stride 1 and no padding, ``y[n, o, i, j] = sum_c x[n, c]
+    On a [N, C, 1, 1] input (no padding or dilation), ``y[n, o, i, j] = sum_c x[n, c]
     W[c, o, i, j] + b[o]``: ``x.flatten(1) @ W.flatten(1)``, the same parameters, state-dict
     keys and result as ``nn.ConvTranspose2d``, and ~3x faster forward + backward on one CPU thread
     than the transposed-conv kernel for DCGAN's shapes (docs/benchmarks.md, Training throughput).
@@ -95,7 +95,8 @@ class DenseConvTranspose2d(nn.ConvTranspose2d):
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[-2:] != (1, 1) or self.padding != (0, 0) or self.groups != 1 or output_size is not None:
+        if (x.ndim != 4 or x.shape[-2:] != (1, 1) or self.padding != (0, 0) or self.output_padding != (0, 0)
+                or self.dilation != (1, 1) or self.groups != 1 or output_size is not None):
             return super().forward(x, output_size)
         n, w = x.shape[0], self.weight  # [C_in, C_out, k, k]
         y = (x.reshape(n, -1) @ w.reshape(w.shape[0], -1)).view(n, self.out_channels, *self.kernel_size)
@@ -109,13 +110,13 @@ class DenseConvTranspose2d(nn.ConvTranspose2d):
 class DenseConv2d(nn.Conv2d):
     """A conv whose kernel covers its whole unpadded input (a DCGAN head), computed as a linear map.
 
-    On a [N, C, k, k] input with a k x k kernel and no padding, ``y[n, o] = <x[n], W[o]> + b[o]``:
+    On a [N, C, k, k] input with a k x k kernel (no padding or dilation), ``y[n, o] = <x[n], W[o]> + b[o]``:
     ``F.linear(x.flatten(1), W.flatten(1), b)`` viewed as [N, O, 1, 1]; the same parameters,
     state-dict keys and result as ``nn.Conv2d``. Other inputs take the ordinary conv path.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[-2:] != self.kernel_size or self.padding != (0, 0) or self.groups != 1:
+        if x.ndim != 4 or x.shape[-2:] != self.kernel_size or self.padding != (0, 0) or self.dilation != (1, 1) or self.groups != 1:
             return super().forward(x)
         w = self.weight
         return nn.functional.linear(x.flatten(1), w.reshape(w.shape[0], -1), self.bias).view(x.shape[0], -1, 1, 1)
