@@ -368,7 +368,11 @@ def real_ceiling(cfg, n: int, seed: int = 10_000) -> dict:
     data = load_dataset(cfg.data, "train", seed=0)
     idx = torch.randint(len(data.x), (n,), generator=torch.Generator().manual_seed(seed))
     m = evaluate_samples(data.x[idx], data, ["modes"], features="classifier", progress=False)
-    return {"modes": int(m["classes"]), "kl": float(m["kl"]), "samples": n}
+    from ganforge.metrics.features_classifier import STACKED_BASE, get_classifier
+
+    _, info = get_classifier(STACKED_BASE.get(data.name, data.name), int(data.shape[-1]), cfg.data.data_dir, progress=False)
+    return {"modes": int(m["classes"]), "kl": float(m["kl"]), "samples": n,
+            "classifier": {k: info.get(k) for k in ("source", "sha256", "test_accuracy")}}
 
 
 def stacked_target_met(rec: dict, ceiling: dict) -> bool:

@@ -11,6 +11,7 @@ from torchvision.models import inception as tv
 
 from ganforge.config import DataConfig
 from ganforge.data import Dataset, load_dataset
+from ganforge.data import idx as data_idx
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.metrics import FEATURES, evaluate_samples, fid
 from ganforge.metrics import features_classifier as fc
@@ -174,6 +175,66 @@ def test_stacked_classifier_combines_channels(trained, digits):
     assert [m[f"kl_channel{i}"] for i in range(3)] == pytest.approx(channel_kl(pred))
 
 
+def test_packaged_fashion_classifier_is_used_instead_of_training(tmp_path, monkeypatch):
+    import hashlib
+
+    def no_training(*a, **k):
+        raise AssertionError("the packaged classifier should have been used")
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(fc, "train_and_cache", no_training)
+    model, info = fc.get_classifier("fashion-mnist", 28)
+    key = fc.classifier_key("fashion-mnist", 28)
+    weights = fc.bundled_classifier_dir() / f"{key}.safetensors"
+    assert info["source"] == "bundled" and info["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (info["dataset"], info["image_size"], info["channels"], info["num_classes"]) == ("fashion-mnist", 28, 1, 10)
+    f, logits = model(torch.zeros(2, 1, 28, 28))
+    assert f.shape == (2, 128) and logits.shape == (2, 10) and not model.training
+    ext = FEATURES.get("classifier")(Dataset("stacked-fashion", torch.zeros(1, 3, 28, 28), torch.zeros(1, dtype=torch.long), num_classes=1000))
+    assert ext.key == key + "-stacked" and ext.info["source"] == "bundled"
+
+
+@pytest.mark.skipif(not (data_idx.DEBIAN_FASHION_DIRS[0] / "t10k-images-idx3-ubyte.gz").exists(),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+def test_packaged_fashion_classifier_scores_its_recorded_test_accuracy(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "empty"))
+    model, info = fc.get_classifier("fashion-mnist", 28, train=False)
+    test = load_dataset(DataConfig(name="fashion-mnist"), "test")
+    acc = fc.accuracy(model, test.x, test.labels)
+    assert len(test) == info["test_samples"] == 10_000
+    assert acc == pytest.approx(info["test_accuracy"], abs=2e-3) and acc >= 0.92
+
+
+def test_cached_classifier_takes_precedence_and_a_damaged_package_copy_is_refused(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    key = fc.classifier_key("fashion-mnist", 28)
+    torch.manual_seed(0)
+    mine = fc.SmallCNN(1, 10)
+    info = {"dataset": "fashion-mnist", "image_size": 28, "channels": 1, "num_classes": 10, "test_accuracy": 0.5}
+    path = fc.save_classifier(mine, info, key)
+    model, got = fc.get_classifier("fashion-mnist", 28, train=False)
+    assert got["source"] == "cache" and got["test_accuracy"] == 0.5
+    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == got["sha256"]
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    assert torch.equal(model(x)[1], mine.eval()(x)[1])
+
+    damaged = tmp_path / "pkg"
+    shutil.copytree(fc.bundled_classifier_dir(), damaged)
+    raw = bytearray((damaged / f"{key}.safetensors").read_bytes())
+    raw[-1] ^= 1
+    (damaged / f"{key}.safetensors").write_bytes(bytes(raw))
+    monkeypatch.setattr(fc, "bundled_classifier_dir", lambda: damaged)
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(GanforgeError) as e:
+        fc.get_classifier("fashion-mnist", 28, train=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "SHA-256" in msg and "reinstall ganforge" in msg
+    assert fc.load_classifier(key, bundled=False) is None
+
+
 # ----------------------------------------------------------------------------- reference cache + evaluate
 
 
@@ -207,6 +268,26 @@ def test_evaluate_samples_images(trained, digits):
         evaluate_samples(torch.zeros(10, 1, 16, 16), train, ["fid"])
     with pytest.raises(ConfigError, match="valid metrics"):
         evaluate_samples(test.x, train, ["fidd"])
+
+
+def test_eval_command_records_which_classifier_scored_the_run(trained, tmp_path, capsys):
+    import json
+
+    import ganforge
+    from ganforge.cli import main
+    from ganforge.config import resolve
+
+    cfg = resolve("digits-dcgan", ["train.steps=2", "train.progress=false", "train.batch=16", "train.sample_every=2",
+                                   "train.checkpoint_every=2", "train.log_every=1", "data.limit=64", "data.image_size=8"])
+    cfg.model.g.width = cfg.model.d.width = 8
+    ganforge.train(cfg, out=tmp_path / "run")
+    assert main(["eval", str(tmp_path / "run"), "--metrics", "modes", "--features", "classifier", "--n", "100", "--quiet"]) == 0
+    result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    key = fc.classifier_key("digits", 8)
+    on_disk = json.loads((fc.classifier_dir() / f"{key}.json").read_text())
+    assert result["classifier_source"] == "cache" and result["classifier_sha256"] == on_disk["sha256"]
+    assert result["classifier_test_accuracy"] == pytest.approx(trained[1])
+    assert f"classifier_sha256: {on_disk['sha256']}" in capsys.readouterr().out
 
 
 def test_evaluate_samples_points_modes_is_cheap():

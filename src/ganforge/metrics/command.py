@@ -40,7 +40,7 @@ def format_table(result: dict) -> str:
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 12}"]
     lines += [f"{k:<{width}}  {_fmt(v)}" for k, v in rows]
     lines.append("")
-    for key in ("extractor", "reference", "samples", "classifier_test_accuracy"):
+    for key in ("extractor", "reference", "samples", "classifier_test_accuracy", "classifier_source", "classifier_sha256"):
         if result.get(key) is not None:
             lines.append(f"{key}: {_fmt(result[key])}")
     return "\n".join(lines)

@@ -151,7 +151,9 @@ def _evaluate(fake: torch.Tensor, dataset, metrics, features: str = "auto", n: i
                 out.update({f"kl_channel{i}": v for i, v in enumerate(channel_kl(predicted))})
             info["modes_extractor"] = extractor("classifier").key
     if "classifier" in extractors and getattr(extractors["classifier"], "info", None):
-        info["classifier_test_accuracy"] = extractors["classifier"].info.get("test_accuracy")
+        cinfo = extractors["classifier"].info
+        info["classifier_test_accuracy"] = cinfo.get("test_accuracy")
+        info.update({f"classifier_{k}": cinfo[k] for k in ("sha256", "source") if k in cinfo})
     return out, info
 
 
