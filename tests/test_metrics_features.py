@@ -270,7 +270,7 @@ def test_evaluate_samples_images(trained, digits):
         evaluate_samples(test.x, train, ["fidd"])
 
 
-def test_eval_command_records_which_classifier_scored_the_run(trained, tmp_path, capsys):
+def test_eval_command_records_which_classifier_scored_the_run(trained, tmp_path, capsys, monkeypatch):
     import json
 
     import ganforge
@@ -288,6 +288,12 @@ def test_eval_command_records_which_classifier_scored_the_run(trained, tmp_path,
     assert result["classifier_source"] == "cache" and result["classifier_sha256"] == on_disk["sha256"]
     assert result["classifier_test_accuracy"] == pytest.approx(trained[1])
     assert f"classifier_sha256: {on_disk['sha256']}" in capsys.readouterr().out
+    # with no cached classifier, eval trains one first: silently under --quiet, and says so in eval.json
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "empty"))
+    assert main(["eval", str(tmp_path / "run"), "--metrics", "modes", "--features", "classifier", "--n", "100", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert result["classifier_source"] == "trained" and (tmp_path / "empty" / "classifiers" / f"{key}.safetensors").is_file()
 
 
 def test_evaluate_samples_points_modes_is_cheap():

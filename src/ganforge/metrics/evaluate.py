@@ -84,7 +84,8 @@ def _evaluate(fake: torch.Tensor, dataset, metrics, features: str = "auto", n: i
 
     def extractor(name: str) -> FeatureExtractor:
         if name not in extractors:
-            extractors[name] = build_extractor(name, dataset, device, progress=True, **ext_opts)
+            # a first-use classifier training / weight download shows its bar unless told to be quiet
+            extractors[name] = build_extractor(name, dataset, device, progress=opts.get("setup_progress", True), **ext_opts)
         return extractors[name]
 
     fake_cache: dict[str, tuple] = {}
@@ -167,7 +168,8 @@ def evaluate_samples(fake: torch.Tensor, dataset, metrics: list[str], features: 
     (reference samples; default len(fake)), ``inception_weights``, ``data_dir``,
     ``kid_subsets`` (100), ``kid_subset_size`` (1000, capped by the sample counts),
     ``splits`` (10), ``k_pr`` (3), ``k_dc`` (5), ``chunk`` (1024), ``threshold`` (3 std),
-    ``seed`` (0), ``progress`` (False).
+    ``seed`` (0), ``progress`` (False), ``setup_progress`` (True: a bar while a missing
+    classifier trains or weights download).
     """
     return _evaluate(fake, dataset, metrics, features, n, device, reference_split, **opts)[0]
 
@@ -189,6 +191,7 @@ def evaluate_run(run_dir, metrics, n: int = 10000, features: str = "auto", devic
     if run.config.data.data_dir and "data_dir" not in opts:
         opts["data_dir"] = run.config.data.data_dir  # where the classifier's training data lives
     fake = run.sample(n, seed=seed)
+    opts.setdefault("setup_progress", progress)
     values, info = _evaluate(fake, dataset, metrics, features, None, device, reference_split,
                              batch=batch, progress=progress, **opts)
     result = {**info, "metrics": values, "features": resolve_features(features, dataset),
