@@ -133,13 +133,14 @@ NUM_MODES = {"ring8": 8, "grid25": 25, **{d: 1000 for d in STACKED}}
 RUN_DEFAULTS = ["train.progress=false", "train.monitor=false", "train.sample_every=0",
                 "train.checkpoint_every=0", "train.log_every=100"]
 STACKED_CHECKPOINT_EVERY = 2_000  # stacked runs take an hour or more: an interrupted one continues (--resume)
+ENSEMBLE_CHECKPOINT_EVERY = 1_000  # so does a seed ensemble of toy runs (15-30 min on one core)
 STACKED_SAMPLES = 26_000  # Stacked MNIST protocol (VEEGAN / PacGAN)
 TWO_D_SAMPLES = 2_500
 
 
 def overrides_for(dataset: str, config: str, steps: int | None, threads: int, seed: int, extra=(),
-                  device: str = "cpu") -> tuple[str, list[str]]:
-    """(recipe, overrides) of one run."""
+                  device: str = "cpu", ensemble: bool = False) -> tuple[str, list[str]]:
+    """(recipe, overrides) of one run (``ensemble``: of a seed trained in a seed ensemble)."""
     if config not in CONFIGS:
         raise SystemExit(f"unknown config {config!r}; valid: {', '.join(CONFIGS)}")
     if config == "recommended":
@@ -150,7 +151,8 @@ def overrides_for(dataset: str, config: str, steps: int | None, threads: int, se
         ov.append(f"train.steps={steps}")
     # --set comes after the run defaults (so it can turn the monitor or checkpoints back on) and
     # before device/threads/seed, which the benchmark's own options set
-    ckpt = [f"train.checkpoint_every={STACKED_CHECKPOINT_EVERY}"] if dataset in STACKED else []
+    every = STACKED_CHECKPOINT_EVERY if dataset in STACKED else ENSEMBLE_CHECKPOINT_EVERY if ensemble else 0
+    ckpt = [f"train.checkpoint_every={every}"] if every else []
     ov += [*RUN_DEFAULTS, *ckpt, *extra, f"train.device={device}", f"train.threads={threads}", f"train.seed={seed}"]
     return (RECOMMENDED if config == "recommended" else RECIPE)[dataset], ov
 
@@ -222,42 +224,60 @@ def run_group(jobs: list[dict]) -> list[dict]:
     """Train the seeds of one (dataset, config) at once as a seed ensemble, then evaluate each
     seed as :func:`run_one` does. The ensemble's seed s equals the sequential run of seed s up
     to float rounding (tests/test_ensemble.py); ``train_s`` / ``train_cpu_s`` are the
-    ensemble's seconds divided by the number of seeds (``ensemble_train_s``: the whole)."""
+    ensemble's seconds divided by the number of seeds (``ensemble_train_s``: the whole). Every
+    seed is checkpointed each ``ENSEMBLE_CHECKPOINT_EVERY`` steps and on Ctrl-C; with
+    ``--resume`` an interrupted ensemble continues from its checkpoints."""
     if len(jobs) == 1:
         return [run_one(jobs[0])]
     import torch
 
     torch.set_num_threads(jobs[0]["threads"])
     from ganforge.config import resolve
-    from ganforge.training.ensemble import train_ensemble
+    from ganforge.training.ensemble import resume_point, train_ensemble
+    from ganforge.training.loop import Interrupted
 
     j0 = jobs[0]
     dataset, config, seeds = j0["dataset"], j0["config"], [j["seed"] for j in jobs]
-    recipe, ov = overrides_for(dataset, config, j0["steps"], j0["threads"], seeds[0], j0.get("set", ()), j0.get("device", "cpu"))
+    recipe, ov = overrides_for(dataset, config, j0["steps"], j0["threads"], seeds[0], j0.get("set", ()), j0.get("device", "cpu"),
+                               ensemble=True)
     parent = Path(j0["runs"]) / dataset / config
     names = [f"seed{s}" for s in seeds]
-    for n in names:
-        if (parent / n).exists():
-            shutil.rmtree(parent / n)
+    point = resume_point([parent / n for n in names]) if j0.get("resume") else None
+    if point is None:
+        for n in names:
+            if (parent / n).exists():
+                shutil.rmtree(parent / n)
     recs = [{"dataset": dataset, "config": config, "seed": s, "recipe": recipe,
              "overrides": ov[:-1] + [f"train.seed={s}"], "ensemble": len(seeds)} for s in seeds]
+    before = 0.0 if point is None else float(point.get("elapsed", 0.0))
+    keep = j0["keep_runs"]
     try:
         cfg = resolve(recipe, ov)
         t0, c0 = time.perf_counter(), time.process_time()
-        runs = train_ensemble(cfg, seeds, parent, names=names)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        runs = train_ensemble(cfg, seeds, parent, names=names, resume=point is not None)
+        # as run_one: a resumed ensemble adds the seconds its checkpoint recorded
+        wall, cpu = time.perf_counter() - t0 + before, time.process_time() - c0 + before
         for rec, run in zip(recs, runs):
             rec.update(steps=cfg.train.steps, method=cfg.method, train_s=round(wall / len(seeds), 2),
                        train_cpu_s=round(cpu / len(seeds), 2), ensemble_train_s=round(wall, 2))
+            if point is not None:
+                rec["resumed_from"] = int(point["step"])
             try:
                 evaluate_run(j0 | {"seed": rec["seed"]}, run, run.config, rec)
             except Exception as e:
                 rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    except Interrupted as e:  # Ctrl-C / SIGTERM: every seed was checkpointed; keep them for --resume
+        keep = True
+        raise KeyboardInterrupt(f"{dataset}/{config}/seeds {seeds[0]}-{seeds[-1]} stopped at step {e.step}, "
+                                f"checkpoints in {parent}") from None
+    except KeyboardInterrupt:
+        keep = True
+        raise
     except Exception as e:
         for rec in recs:
             rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
     finally:
-        if not j0["keep_runs"]:
+        if not keep:
             for n in names:
                 shutil.rmtree(parent / n, ignore_errors=True)
     return recs

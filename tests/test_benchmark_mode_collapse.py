@@ -164,6 +164,39 @@ def test_resume_continues_an_interrupted_run(bench, tmp_path, monkeypatch):
     assert f"train.checkpoint_every={bench.STACKED_CHECKPOINT_EVERY}" in ov
 
 
+def test_an_interrupted_seed_ensemble_continues_with_resume(bench, tmp_path, monkeypatch):
+    """SIGTERM in the middle of a seed ensemble keeps every seed's checkpoint; --resume continues
+    the ensemble from them to the numbers of an uninterrupted one."""
+    import os
+    import signal
+
+    from ganforge.training import ensemble as ens_mod
+
+    jobs = [{"dataset": "ring8", "config": "baseline", "seed": s, "steps": 30, "threads": 1, "device": "cpu",
+             "runs": str(tmp_path), "keep_runs": False, "resume": True} for s in (0, 1)]
+    step = ens_mod._Ensemble.train_step
+
+    def term_at_20(self, log):
+        step(self, log)
+        if self.step == 20:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(ens_mod._Ensemble, "train_step", term_at_20)
+    with pytest.raises(KeyboardInterrupt, match="ring8/baseline/seeds 0-1 stopped at step 20, checkpoints in"):
+        bench.run_group(jobs)
+    monkeypatch.setattr(ens_mod._Ensemble, "train_step", step)
+    parent = tmp_path / "ring8" / "baseline"
+    assert all((parent / f"seed{s}" / "checkpoints" / "last.pt").is_file() for s in (0, 1))
+    recs = bench.run_group(jobs)
+    assert [r.get("resumed_from") for r in recs] == [20, 20] and all("error" not in r for r in recs)
+    assert not (parent / "seed0").exists()  # finished: removed as usual
+    ref = bench.run_group([j | {"resume": False, "runs": str(tmp_path / "ref")} for j in jobs])
+    assert "resumed_from" not in ref[0]
+    assert [(r["modes"], r["hq"], r["rkl"]) for r in recs] == [(r["modes"], r["hq"], r["rkl"]) for r in ref]
+    _, ov = bench.overrides_for("ring8", "baseline", None, 1, 0, ensemble=True)
+    assert f"train.checkpoint_every={bench.ENSEMBLE_CHECKPOINT_EVERY}" in ov
+
+
 @pytest.mark.parametrize("calibrate", [0, 20])
 def test_refined_numbers_are_reported_apart_from_the_generators(bench, tmp_path, calibrate):
     """--refine drs adds D-guided numbers under `refined`; the main numbers stay G's own

@@ -139,6 +139,33 @@ def test_run_seeds_trains_new_seeds_as_an_ensemble(tmp_path, monkeypatch):
     assert called == [[0, 1]]  # opted out: sequential
 
 
+def test_run_seeds_continues_an_interrupted_ensemble_as_an_ensemble(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from ganforge.experiments import seeds as seeds_mod
+    from ganforge.training import Interrupted
+    from ganforge.training import ensemble
+
+    step, real = ensemble._Ensemble.train_step, ensemble.train_ensemble
+
+    def term_at_2(self, log):
+        step(self, log)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(ensemble._Ensemble, "train_step", term_at_2)
+    with pytest.raises(Interrupted):
+        seeds_mod.run_seeds(tiny(), 2, out=tmp_path / "s", quiet=True)
+    monkeypatch.setattr(ensemble._Ensemble, "train_step", step)
+    called = []
+    monkeypatch.setattr(ensemble, "train_ensemble", lambda *a, **k: called.append((a[1], k.get("resume", False))) or real(*a, **k))
+    res = seeds_mod.run_seeds(tiny(), 2, out=tmp_path / "s", quiet=True)
+    assert called == [([0, 1], True)]
+    ref = seeds_mod.run_seeds(tiny(), 2, out=tmp_path / "ref", quiet=True)
+    assert [r["metrics"] for r in res["runs"]] == [r["metrics"] for r in ref["runs"]]
+
+
 def test_resume_continues_the_ensembles_historical_averages(tmp_path):
     """The running means of historical averaging go into the checkpoint as the Trainer's
     avg_g / avg_d modules: 4 ensemble + 2 Trainer steps == 6 Trainer steps."""
@@ -153,3 +180,76 @@ def test_resume_continues_the_ensembles_historical_averages(tmp_path):
     a, b = (load_torch(d / "checkpoints" / "last.pt") for d in (cont.run_dir, ref.run_dir))
     for k in ("avg_g", "avg_d"):
         close(a["modules"][k], b["modules"][k])
+
+
+def _state(run_dir):
+    ck = load_torch(run_dir / "checkpoints" / "last.pt")
+    return {**{f"g.{k}": v for k, v in ck["modules"]["g"].items()}, **{f"d.{k}": v for k, v in ck["modules"]["d"].items()},
+            **{f"ema.{k}": v for k, v in ck.get("ema", {}).items()}}
+
+
+def _rows(run_dir):
+    return [{k: v for k, v in json.loads(r).items() if k != "time"} for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("extra", [
+    [],  # the grid25 recipe: categorical code, top-k, packing, cosine lr (per-step schedule state)
+    ["remedies.code_balance=0.5", "remedies.code_balance_every=2", "remedies.code_balance_start=0",
+     "remedies.code_balance_samples=4", "train.ema=0.9", "model.g.norm=batch", "model.g.dropout=0.1",
+     "remedies.historical_averaging=0.01", "loss.smoothing=0.1", "optim.d.name=rmsprop", "train.monitor=true"],
+])
+def test_an_interrupted_ensemble_resumes_bit_for_bit(tmp_path, extra, monkeypatch):
+    """SIGTERM after step 3 of 6: every seed is checkpointed, and resume=True continues to the
+    same weights, optimiser states and log rows as an uninterrupted ensemble (and periodic
+    checkpoints change nothing)."""
+    import os
+    import signal
+
+    from ganforge.training import Interrupted
+    from ganforge.training import ensemble as ens_mod
+
+    cfg = lambda *more: tiny("train.steps=6", *extra, *more)
+    full = train_ensemble(cfg("train.checkpoint_every=0"), [0, 1], tmp_path / "full")
+    periodic = train_ensemble(cfg("train.checkpoint_every=2"), [0, 1], tmp_path / "periodic")
+    step = ens_mod._Ensemble.train_step
+
+    def term_after_3(self, log):
+        step(self, log)
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(ens_mod._Ensemble, "train_step", term_after_3)
+    with pytest.raises(Interrupted, match="interrupted at step 3; continue with: train_ensemble"):
+        train_ensemble(cfg("train.checkpoint_every=0"), [0, 1], tmp_path / "cut")
+    monkeypatch.setattr(ens_mod._Ensemble, "train_step", step)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    assert load_torch(tmp_path / "cut" / "seed-1" / "checkpoints" / "last.pt")["step"] == 3
+    resumed = train_ensemble(cfg("train.checkpoint_every=0"), [0, 1], tmp_path / "cut", resume=True)
+    for a, b, c in zip(full, periodic, resumed):
+        sa, sb, sc = _state(a.run_dir), _state(b.run_dir), _state(c.run_dir)
+        assert sa.keys() == sc.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]) and torch.equal(sa[k], sc[k]), k
+        oa, oc = (load_torch(r.run_dir / "checkpoints" / "last.pt")["optims"] for r in (a, c))
+        for k in ("g", "d"):
+            for i, st in oa[k]["state"].items():
+                for n, v in st.items():
+                    assert torch.equal(v, oc[k]["state"][i][n]), (k, i, n)
+        assert _rows(a.run_dir) == _rows(c.run_dir) and len(_rows(a.run_dir)) == 6
+
+
+def test_ensemble_resume_refuses_missing_or_uneven_checkpoints(tmp_path):
+    from ganforge.errors import CheckpointError
+    from ganforge.io import save_torch
+
+    train_ensemble(tiny(), [0, 1], tmp_path / "e")
+    ck = load_torch(tmp_path / "e" / "seed-1" / "checkpoints" / "last.pt")
+    ck["step"] = 2
+    save_torch(ck, tmp_path / "e" / "seed-1" / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match=r"different steps \(\[2, 4\]\)"):
+        train_ensemble(tiny("train.steps=6"), [0, 1], tmp_path / "e", resume=True)
+    (tmp_path / "e" / "seed-1" / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(CheckpointError, match="no checkpoints/last.pt"):
+        train_ensemble(tiny("train.steps=6"), [0, 1], tmp_path / "e", resume=True)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train_ensemble(tiny(), [0, 1], tmp_path / "new", resume=True)

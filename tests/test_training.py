@@ -87,6 +87,27 @@ def test_resume_continues_exactly_where_it_stopped(recipe, extra, tmp_path):
     assert strip(rows_a) == strip(rows_b)
 
 
+def test_sigterm_checkpoints_and_resume_continues(tmp_path):
+    """SIGTERM (a scheduler's preemption) is answered like Ctrl-C: finish the step, checkpoint, stop."""
+    import os
+    import signal
+
+    full = ganforge.train(tiny("ring8", "train.steps=8"), out=tmp_path / "full")
+
+    class TermAt4:
+        def on_log(self, trainer, row):
+            if trainer.step == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted, match="interrupted at step 4; continue with: ganforge train --resume"):
+        ganforge.train(tiny("ring8", "train.steps=8"), out=tmp_path / "cut", callbacks=[TermAt4()])
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
+    resumed = ganforge.train(tiny("ring8", "train.steps=8"), out=tmp_path / "cut", resume=True)
+    a, b = _weights(full), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_refuses_to_overwrite_a_different_run(tmp_path):
     ganforge.train(tiny("ring8"), out=tmp_path / "r")
     before = (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()

@@ -133,7 +133,8 @@ def run_seeds(recipe, n: int, out: str | Path | None = None, overrides: Sequence
               ensemble: bool | None = None) -> dict:
     """Train ``n`` runs of ``recipe`` (a name, YAML path or Experiment) with seeds
     ``seed, seed + 1, ...`` under ``out`` (default ``runs/<name>-seeds``), then
-    :func:`summarize_seeds` into ``out/seeds.json``. Finished seeds are reused (resume).
+    :func:`summarize_seeds` into ``out/seeds.json``. Finished seeds are reused; interrupted
+    ones continue from their checkpoints (an interrupted ensemble as an ensemble).
 
     ``ensemble``: train the new seeds at once as a vectorised seed ensemble
     (training/ensemble.py: same initialisation, data order and latents per seed as a
@@ -155,6 +156,12 @@ def run_seeds(recipe, n: int, out: str | Path | None = None, overrides: Sequence
     parent = Path(out) if out is not None else default_out(base).with_name(f"{base.name}-seeds")
     dirs = []
     fresh = [i for i in range(n) if not (parent / f"seed-{i}" / "config.yaml").is_file()]
+    cut = [i for i in range(n) if i not in fresh and not (parent / f"seed-{i}" / "generator.safetensors").is_file()]
+    if len(cut) >= 2 and _use_ensemble(base, ensemble, len(cut), callbacks):  # an interrupted ensemble: continue it
+        from ..training.ensemble import resume_point, train_ensemble
+
+        if resume_point([parent / f"seed-{i}" for i in cut]) is not None:
+            train_ensemble(base, [base.train.seed + i for i in cut], parent, names=[f"seed-{i}" for i in cut], resume=True)
     if _use_ensemble(base, ensemble, len(fresh), callbacks):  # the new seeds at once
         from ..training.ensemble import train_ensemble
 

@@ -52,7 +52,10 @@ metrics.jsonl, samples/, curves.png, generator.safetensors, checkpoints/last.pt 
 ``train.monitor``, diagnosis.json), so ``ganforge eval/report/runs`` and ``ganforge.load``
 work on them, and ``ganforge train --resume --out DIR`` continues one seed sequentially.
 Divergence noticed by the monitor is recorded but does not stop the ensemble (the seeds
-are independent). Checkpoints are written at the end only.
+are independent). Every seed is checkpointed every ``train.checkpoint_every`` steps, at the end,
+and on Ctrl-C / SIGTERM; ``train_ensemble(..., resume=True)`` loads them all (the inverse of
+each seed's checkpoint: stacked weights, optimiser and schedule state, data streams, latent
+RNGs, EMA, running means, monitor state) and continues bit for bit.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ from ..regularizers import DRAGAN_SCALE, DRAGAN_TARGET
 from ..remedies import code_balance_due, code_prior_step, instance_noise_std, perplexity
 from .ensemble_nets import SUPPORTED, StackedNet
 from .ensemble_support import check_ensemble, ensemble_unsupported
-from .ensemble_outputs import _checkpoint, _write_samples
+from .ensemble_outputs import _checkpoint, _restore, _write_samples
 
 # --------------------------------------------------------------------------- per-seed state
 
@@ -420,17 +423,39 @@ class _Ensemble:
 # --------------------------------------------------------------------------- entry point
 
 
+def resume_point(dirs: Sequence[str | Path]) -> dict | None:
+    """The checkpoint an interrupted seed ensemble in ``dirs`` continues from with
+    ``train_ensemble(..., resume=True)``: every run's ``checkpoints/last.pt`` readable and at the
+    same step (the first one is returned, for its step and seconds); else None."""
+    from .checkpoint import load_checkpoint
+
+    lasts = [Path(d) / "checkpoints" / "last.pt" for d in dirs]
+    if not lasts or not all(p.is_file() and (p.parent.parent / "config.yaml").is_file() for p in lasts):
+        return None
+    try:
+        ckpts = [load_checkpoint(p) for p in lasts]
+    except Exception:  # e.g. killed while one was written: the runs go on one by one, or afresh
+        return None
+    return ckpts[0] if len({int(c["step"]) for c in ckpts}) == 1 else None
+
+
 def train_ensemble(cfg: Experiment, seeds: Sequence[int], out: str | Path,
-                   names: Sequence[str] | None = None) -> list:
+                   names: Sequence[str] | None = None, resume: bool = False) -> list:
     """Train one run of ``cfg`` per seed in ``seeds`` at once; returns their :class:`~ganforge.api.Run`\\ s.
 
     Seed s's run directory is ``out/seed-<s>`` (or ``out/<names[i]>``); each must be new or
-    empty. See the module doc for what is identical to ``ganforge.train`` and what is
-    supported (others: one-line ConfigError).
+    empty, or, with ``resume``, hold that seed's run with ``checkpoints/last.pt`` (all at the
+    same step), which is continued as if it had not stopped. Every seed is checkpointed each
+    ``train.checkpoint_every`` steps; Ctrl-C or SIGTERM checkpoints them all and raises
+    :class:`~ganforge.training.Interrupted`. See the module doc for what is identical to
+    ``ganforge.train`` and what is supported (others: one-line ConfigError).
     """
     from ..api import Run, export_generator
+    from ..errors import CheckpointError
     from ..io import write_text
     from ..report import plot_curves, read_metrics
+    from .checkpoint import load_checkpoint
+    from .loop import Interrupted, _StopFlag
     from .rundir import check_out_dir
 
     validate(cfg)
@@ -448,7 +473,10 @@ def train_ensemble(cfg: Experiment, seeds: Sequence[int], out: str | Path,
     for d, s in zip(dirs, seeds):
         c = copy.deepcopy(cfg)
         c.train.seed = s
-        check_out_dir(d, c, resume=False)
+        check_out_dir(d, c, resume=resume)
+        if resume and not (d / "checkpoints" / "last.pt").is_file():
+            raise CheckpointError(f"nothing to resume in {d} (no checkpoints/last.pt); retrain the ensemble without resume")
+    ckpts = [load_checkpoint(d / "checkpoints" / "last.pt") for d in dirs] if resume else None
     ens = _Ensemble(cfg, seeds, dirs)
     callbacks = []
     for c, d in zip(ens.cfgs, dirs):
@@ -460,26 +488,43 @@ def train_ensemble(cfg: Experiment, seeds: Sequence[int], out: str | Path,
             callbacks.append([Monitor(c)])
         else:
             callbacks.append([])
+    if ckpts is not None:
+        _restore(ens, ckpts, callbacks)
+        for d in dirs:  # drop log rows written after the checkpoint, as Trainer.resume does
+            rows = [r for r in read_metrics(d / "metrics.jsonl") if r.get("step", 0) <= ens.step]
+            write_text(d / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+    def checkpoint_all() -> None:
+        for i in range(ens.S):
+            _checkpoint(ens, i, callbacks[i])
+
     views = [_SeedView(ens, i) for i in range(ens.S)]
-    bar = tqdm(total=t.steps, disable=not t.progress, desc=f"{cfg.name} x{ens.S} seeds", unit="step",
+    bar = tqdm(total=t.steps, initial=ens.step, disable=not t.progress, desc=f"{cfg.name} x{ens.S} seeds", unit="step",
                dynamic_ncols=True, file=sys.stderr)
-    start = time.perf_counter()
-    while ens.step < t.steps:
-        step = ens.step
-        log = t.log_every > 0 and ((step + 1) % t.log_every == 0 or step + 1 == t.steps)
-        ens.train_step(log)
-        bar.update(1)
-        ens.elapsed = time.perf_counter() - start
-        if log:
-            lrs = {f"lr/{k}": o.param_groups[0]["lr"] for k, o in ens.opt.items()}
-            for i, means in enumerate(ens.stats.means()):
-                row = {"step": ens.step, "time": round(ens.elapsed, 3), **means, **lrs}
-                for cb in callbacks[i]:
-                    row.update(cb.on_log(views[i], row) or {})
-                with open(dirs[i] / "metrics.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
-        if t.sample_every and ens.step % t.sample_every == 0 and ens.step < t.steps:
-            _write_samples(ens, f"step_{ens.step:07d}")
+    start = time.perf_counter() - ens.elapsed
+    with _StopFlag() as stop:
+        while ens.step < t.steps:
+            step = ens.step
+            log = t.log_every > 0 and ((step + 1) % t.log_every == 0 or step + 1 == t.steps)
+            ens.train_step(log)
+            bar.update(1)
+            ens.elapsed = time.perf_counter() - start
+            if log:
+                lrs = {f"lr/{k}": o.param_groups[0]["lr"] for k, o in ens.opt.items()}
+                for i, means in enumerate(ens.stats.means()):
+                    row = {"step": ens.step, "time": round(ens.elapsed, 3), **means, **lrs}
+                    for cb in callbacks[i]:
+                        row.update(cb.on_log(views[i], row) or {})
+                    with open(dirs[i] / "metrics.jsonl", "a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
+            if t.sample_every and ens.step % t.sample_every == 0 and ens.step < t.steps:
+                _write_samples(ens, f"step_{ens.step:07d}")
+            if stop.requested or (t.checkpoint_every and ens.step % t.checkpoint_every == 0 and ens.step < t.steps):
+                checkpoint_all()
+            if stop.requested:
+                bar.close()
+                raise Interrupted(ens.step, Path(out), how=f"train_ensemble(..., resume=True) on {out} "
+                                  "(or the same ganforge seeds / benchmark command with --resume)")
     bar.close()
     runs = []
     _write_samples(ens, "final")
@@ -494,4 +539,4 @@ def train_ensemble(cfg: Experiment, seeds: Sequence[int], out: str | Path,
     return runs
 
 
-__all__ = ["train_ensemble", "check_ensemble", "ensemble_unsupported", "StackedNet", "SUPPORTED"]
+__all__ = ["train_ensemble", "resume_point", "check_ensemble", "ensemble_unsupported", "StackedNet", "SUPPORTED"]

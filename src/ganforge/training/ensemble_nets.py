@@ -173,6 +173,24 @@ class StackedNet:
         """Stacked parameter (or optimiser state) ``name`` in the module's own layout."""
         return _unit_major(t, *self.maxout[name]) if name in self.maxout else t
 
+    def internal(self, name: str, t: Tensor) -> Tensor:
+        """Inverse of :meth:`external`: a stacked tensor in the module's layout -> the stored one."""
+        return _piece_major(t, *self.maxout[name]) if name in self.maxout else t
+
+    @torch.no_grad()
+    def load_state_dict(self, s: int, sd: dict[str, Tensor], target: dict[str, Tensor] | None = None) -> None:
+        """Write seed s's module state dict ``sd`` into the stacked parameters (or ``target``,
+        e.g. EMA weights) and buffers: the inverse of :meth:`state_dict`."""
+        p = target if target is not None else self.params
+        missing = (set(p) | (set(self.buffers) if target is None else set())) - set(sd)
+        if missing:
+            raise KeyError(f"state dict of seed {s} lacks {sorted(missing)[:3]}")
+        for k, v in p.items():
+            v[s].copy_(self.internal(k, sd[k].unsqueeze(0))[0])
+        if target is None:
+            for k, v in self.buffers.items():
+                v[s].copy_(sd[k])
+
     def grad_norms(self, grads: Sequence[Tensor]) -> Tensor:
         """Per-seed L2 norm over all gradients: [S] (what ``grad_norm(module)`` gives one run)."""
         return torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()

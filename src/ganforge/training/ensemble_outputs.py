@@ -30,7 +30,7 @@ def _write_samples(ens: _Ensemble, tag: str) -> None:
 
 def _checkpoint(ens: _Ensemble, s: int, callbacks: list) -> None:
     """checkpoints/last.pt of seed s in the Trainer's format (``--resume`` continues it)."""
-    from .checkpoint import rng_state, save_checkpoint
+    from .checkpoint import rng_state, save_checkpoint, set_rng_state
     from .loop import seed_everything
     from .optim import build_optimizer
 
@@ -47,8 +47,10 @@ def _checkpoint(ens: _Ensemble, s: int, callbacks: list) -> None:
         sd["param_groups"][0].update(lr=big["param_groups"][0]["lr"], initial_lr=big["param_groups"][0].get("initial_lr"))
         optims[k] = sd
         scheds[k] = ens.sched[k].state_dict()
+    outer = rng_state()
     seed_everything(c.train.seed)  # numpy / python RNG: untouched by training, as in a sequential run
     rng = rng_state()
+    set_rng_state(outer)  # the process's own RNGs as they were (a checkpoint changes nothing)
     if ens.device.type == "cpu":
         rng["torch"] = ens.gens[s].get_state()
     else:  # the latents came from the device's generator
@@ -66,3 +68,46 @@ def _checkpoint(ens: _Ensemble, s: int, callbacks: list) -> None:
     if ens.ema is not None:
         state["ema"] = ens.generator(s).state_dict()
     save_checkpoint(ens.dirs[s] / "checkpoints" / "last.pt", state)
+
+
+def _restore(ens: _Ensemble, ckpts: list[dict], callbacks: list[list]) -> None:
+    """Load every seed's checkpoint (written by :func:`_checkpoint`, all at the same step) into
+    the ensemble: the inverse of ``_checkpoint`` for each seed, so training continues as if it
+    had not stopped."""
+    from ..errors import CheckpointError
+
+    steps = {int(c["step"]) for c in ckpts}
+    if len(steps) != 1:
+        raise CheckpointError(f"the seeds' checkpoints are at different steps ({sorted(steps)}); "
+                              "resume them one by one with ganforge train --resume, or retrain")
+    ens.step, ens.elapsed = steps.pop(), float(ckpts[0].get("elapsed", 0.0))
+    for s, ck in enumerate(ckpts):
+        ens.G.load_state_dict(s, ck["modules"]["g"])
+        ens.D.load_state_dict(s, ck["modules"]["d"])
+        for k, net in (("g", ens.G), ("d", ens.D)):
+            if k in ens.hist:
+                avg = ck["modules"][f"avg_{k}"]
+                ens.hist_count[k] = int(avg["count"])
+                with torch.no_grad():
+                    for n, v in ens.hist[k].items():
+                        v[s].copy_(net.internal(n, avg[_key(n)].unsqueeze(0))[0])
+        if ens.ema is not None:
+            ens.G.load_state_dict(s, ck["ema"], target=ens.ema)
+        ens.streams[s].load_state_dict(ck["stream"])
+        ens.gens[s].set_state(ck["rng"]["torch"] if ens.device.type == "cpu" else ck["rng"]["cuda"][0])
+        for cb, st in zip(callbacks[s], ck.get("callbacks", [])):
+            if hasattr(cb, "load_state_dict") and st:
+                cb.load_state_dict(st)
+    for k, net in (("d", ens.D), ("g", ens.G)):
+        sd = ens.opt[k].state_dict()
+        names = list(net.params)
+        per_seed = [c["optims"][k] for c in ckpts]
+        sd["state"] = {i: {n: (v if v.dim() == 0 else
+                               net.internal(names[i], torch.stack([p["state"][i][n] for p in per_seed]))).clone()
+                           for n, v in st.items()}
+                       for i, st in per_seed[0]["state"].items()}
+        group = per_seed[0]["param_groups"][0]
+        sd["param_groups"][0].update(lr=group["lr"], initial_lr=group.get("initial_lr"))
+        ens.opt[k].load_state_dict(sd)
+        ens.sched[k].load_state_dict(ckpts[0]["scheds"][k])
+    ens._cache = None

@@ -63,28 +63,36 @@ def seed_everything(seed: int) -> None:
 
 
 class _StopFlag:
-    """First Ctrl-C: finish the current step, checkpoint, exit. Second Ctrl-C: stop at once."""
+    """First Ctrl-C (SIGINT) or SIGTERM (a scheduler's preemption, ``kill``): finish the current
+    step, checkpoint, exit. A second one: stop at once."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self) -> None:
         self.requested = False
-        self._old = None
+        self._old: dict = {}
 
     def __enter__(self):
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nganforge: stopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\nganforge: {what}: stopping after this step and saving a checkpoint (again to abort)", file=sys.stderr)
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -116,10 +124,11 @@ def effective_amp(amp: str, device: torch.device) -> str:
 
 
 class Interrupted(Exception):
-    """Training stopped early by Ctrl-C (or a callback); a checkpoint was written."""
+    """Training stopped early by Ctrl-C, SIGTERM or a callback; a checkpoint was written."""
 
-    def __init__(self, step: int, run_dir: Path):
-        super().__init__(f"interrupted at step {step}; continue with: ganforge train --resume --out {run_dir}")
+    def __init__(self, step: int, run_dir: Path, how: str | None = None):
+        how = how or f"ganforge train --resume --out {run_dir}"
+        super().__init__(f"interrupted at step {step}; continue with: {how}")
         self.step, self.run_dir = step, run_dir
 
 
