@@ -108,6 +108,27 @@ def test_sigterm_checkpoints_and_resume_continues(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
+    import shutil
+
+    ref = ganforge.train(tiny("ring8", "train.checkpoint_every=0"), out=tmp_path / "ref")
+    dead = tmp_path / "dead"
+    shutil.copytree(tmp_path / "ref", dead)
+    shutil.rmtree(dead / "checkpoints")  # killed (SIGKILL) before any checkpoint: config and log rows only
+    (dead / "generator.safetensors").unlink()
+    run = ganforge.train(tiny("ring8", "train.checkpoint_every=0"), out=dead, resume=True)
+    assert [r["step"] for r in run.metrics()] == [r["step"] for r in ref.metrics()] == [2, 4, 6]  # no stale rows
+    assert all(torch.equal(a, b) for a, b in zip(_weights(ref).values(), _weights(run).values()))
+
+    from ganforge.experiments import run_seeds
+
+    run_seeds(tiny("ring8"), 2, out=tmp_path / "s", quiet=True, ensemble=False)
+    shutil.rmtree(tmp_path / "s" / "seed-1" / "checkpoints")
+    (tmp_path / "s" / "seed-1" / "generator.safetensors").unlink()
+    res = run_seeds(tiny("ring8"), 2, out=tmp_path / "s", quiet=True, ensemble=False)  # seed 1 trains again
+    assert (tmp_path / "s" / "seed-1" / "generator.safetensors").is_file() and len(res["runs"]) == 2
+
+
 def test_refuses_to_overwrite_a_different_run(tmp_path):
     ganforge.train(tiny("ring8"), out=tmp_path / "r")
     before = (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()

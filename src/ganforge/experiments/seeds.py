@@ -172,7 +172,8 @@ def run_seeds(recipe, n: int, out: str | Path | None = None, overrides: Sequence
         d = parent / f"seed-{i}"
         done = (d / "generator.safetensors").is_file() and (d / "config.yaml").is_file()
         if not done:
-            ganforge.train(cfg, out=d, resume=(d / "checkpoints" / "last.pt").is_file(), callbacks=list(callbacks))
+            # a seed stopped before its first checkpoint (config.yaml, no last.pt) starts again in place
+            ganforge.train(cfg, out=d, resume=(d / "config.yaml").is_file(), callbacks=list(callbacks))
         if not quiet:
             print(f"seed {cfg.train.seed}: {d}{' (already done)' if done else ''}")
         dirs.append(d)

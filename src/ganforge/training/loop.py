@@ -276,9 +276,13 @@ class Trainer:
         return path
 
     def resume(self) -> bool:
-        """Load checkpoints/last.pt when present; drop log rows written after it."""
+        """Load checkpoints/last.pt when present; drop log rows written after it (all of them
+        when a run stopped before its first checkpoint: it starts again from step 0)."""
         path = self.run_dir / "checkpoints" / "last.pt"
         if not path.is_file():
+            log = self.run_dir / "metrics.jsonl"
+            if self.is_main and log.is_file():
+                write_text(log, "")
             return False
         ckpt = load_checkpoint(path)
         self.load_state_dict(ckpt)
