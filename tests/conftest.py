@@ -22,3 +22,31 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = os.environ.get("GANFORGE_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
     monkeypatch.setenv("GANFORGE_CACHE", cache)
     yield
+
+
+@pytest.fixture
+def sigterm_ensemble():
+    """``with sigterm_ensemble(at=n): ...``: a seed ensemble trained inside receives SIGTERM
+    (as from a scheduler or ``kill``) right after its step n."""
+    import contextlib
+    import os
+    import signal
+
+    from ganforge.training import ensemble
+
+    @contextlib.contextmanager
+    def patched(at: int):
+        step = ensemble._Ensemble.train_step
+
+        def train_step(self, log):
+            step(self, log)
+            if self.step == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        ensemble._Ensemble.train_step = train_step
+        try:
+            yield
+        finally:
+            ensemble._Ensemble.train_step = step
+
+    return patched

@@ -164,27 +164,13 @@ def test_resume_continues_an_interrupted_run(bench, tmp_path, monkeypatch):
     assert f"train.checkpoint_every={bench.STACKED_CHECKPOINT_EVERY}" in ov
 
 
-def test_an_interrupted_seed_ensemble_continues_with_resume(bench, tmp_path, monkeypatch):
+def test_an_interrupted_seed_ensemble_continues_with_resume(bench, tmp_path, sigterm_ensemble):
     """SIGTERM in the middle of a seed ensemble keeps every seed's checkpoint; --resume continues
     the ensemble from them to the numbers of an uninterrupted one."""
-    import os
-    import signal
-
-    from ganforge.training import ensemble as ens_mod
-
     jobs = [{"dataset": "ring8", "config": "baseline", "seed": s, "steps": 30, "threads": 1, "device": "cpu",
              "runs": str(tmp_path), "keep_runs": False, "resume": True} for s in (0, 1)]
-    step = ens_mod._Ensemble.train_step
-
-    def term_at_20(self, log):
-        step(self, log)
-        if self.step == 20:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(ens_mod._Ensemble, "train_step", term_at_20)
-    with pytest.raises(KeyboardInterrupt, match="ring8/baseline/seeds 0-1 stopped at step 20, checkpoints in"):
+    with sigterm_ensemble(at=20), pytest.raises(KeyboardInterrupt, match="ring8/baseline/seeds 0-1 stopped at step 20, checkpoints in"):
         bench.run_group(jobs)
-    monkeypatch.setattr(ens_mod._Ensemble, "train_step", step)
     parent = tmp_path / "ring8" / "baseline"
     assert all((parent / f"seed{s}" / "checkpoints" / "last.pt").is_file() for s in (0, 1))
     recs = bench.run_group(jobs)

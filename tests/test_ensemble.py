@@ -139,25 +139,14 @@ def test_run_seeds_trains_new_seeds_as_an_ensemble(tmp_path, monkeypatch):
     assert called == [[0, 1]]  # opted out: sequential
 
 
-def test_run_seeds_continues_an_interrupted_ensemble_as_an_ensemble(tmp_path, monkeypatch):
-    import os
-    import signal
-
+def test_run_seeds_continues_an_interrupted_ensemble_as_an_ensemble(tmp_path, monkeypatch, sigterm_ensemble):
     from ganforge.experiments import seeds as seeds_mod
     from ganforge.training import Interrupted
     from ganforge.training import ensemble
 
-    step, real = ensemble._Ensemble.train_step, ensemble.train_ensemble
-
-    def term_at_2(self, log):
-        step(self, log)
-        if self.step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(ensemble._Ensemble, "train_step", term_at_2)
-    with pytest.raises(Interrupted):
+    real = ensemble.train_ensemble
+    with sigterm_ensemble(at=2), pytest.raises(Interrupted):
         seeds_mod.run_seeds(tiny(), 2, out=tmp_path / "s", quiet=True)
-    monkeypatch.setattr(ensemble._Ensemble, "train_step", step)
     called = []
     monkeypatch.setattr(ensemble, "train_ensemble", lambda *a, **k: called.append((a[1], k.get("resume", False))) or real(*a, **k))
     res = seeds_mod.run_seeds(tiny(), 2, out=tmp_path / "s", quiet=True)
@@ -198,30 +187,19 @@ def _rows(run_dir):
      "remedies.code_balance_samples=4", "train.ema=0.9", "model.g.norm=batch", "model.g.dropout=0.1",
      "remedies.historical_averaging=0.01", "loss.smoothing=0.1", "optim.d.name=rmsprop", "train.monitor=true"],
 ])
-def test_an_interrupted_ensemble_resumes_bit_for_bit(tmp_path, extra, monkeypatch):
+def test_an_interrupted_ensemble_resumes_bit_for_bit(tmp_path, extra, sigterm_ensemble):
     """SIGTERM after step 3 of 6: every seed is checkpointed, and resume=True continues to the
     same weights, optimiser states and log rows as an uninterrupted ensemble (and periodic
     checkpoints change nothing)."""
-    import os
     import signal
 
     from ganforge.training import Interrupted
-    from ganforge.training import ensemble as ens_mod
 
     cfg = lambda *more: tiny("train.steps=6", *extra, *more)
     full = train_ensemble(cfg("train.checkpoint_every=0"), [0, 1], tmp_path / "full")
     periodic = train_ensemble(cfg("train.checkpoint_every=2"), [0, 1], tmp_path / "periodic")
-    step = ens_mod._Ensemble.train_step
-
-    def term_after_3(self, log):
-        step(self, log)
-        if self.step == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(ens_mod._Ensemble, "train_step", term_after_3)
-    with pytest.raises(Interrupted, match="interrupted at step 3; continue with: train_ensemble"):
+    with sigterm_ensemble(at=3), pytest.raises(Interrupted, match="interrupted at step 3; continue with: train_ensemble"):
         train_ensemble(cfg("train.checkpoint_every=0"), [0, 1], tmp_path / "cut")
-    monkeypatch.setattr(ens_mod._Ensemble, "train_step", step)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
     assert load_torch(tmp_path / "cut" / "seed-1" / "checkpoints" / "last.pt")["step"] == 3
     resumed = train_ensemble(cfg("train.checkpoint_every=0"), [0, 1], tmp_path / "cut", resume=True)
