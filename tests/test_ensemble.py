@@ -198,7 +198,7 @@ def test_an_interrupted_ensemble_resumes_bit_for_bit(tmp_path, extra, sigterm_en
     cfg = lambda *more: tiny("train.steps=6", *extra, *more)
     full = train_ensemble(cfg("train.checkpoint_every=0"), [0, 1], tmp_path / "full")
     periodic = train_ensemble(cfg("train.checkpoint_every=2"), [0, 1], tmp_path / "periodic")
-    with sigterm_ensemble(at=3), pytest.raises(Interrupted, match="interrupted at step 3; continue with: train_ensemble"):
+    with sigterm_ensemble(at=3), pytest.raises(Interrupted, match="interrupted at step 3; continue with: the same `ganforge seeds` command, or train_ensemble"):
         train_ensemble(cfg("train.checkpoint_every=0"), [0, 1], tmp_path / "cut")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
     assert load_torch(tmp_path / "cut" / "seed-1" / "checkpoints" / "last.pt")["step"] == 3

@@ -523,8 +523,8 @@ def train_ensemble(cfg: Experiment, seeds: Sequence[int], out: str | Path,
                 checkpoint_all()
             if stop.requested:
                 bar.close()
-                raise Interrupted(ens.step, Path(out), how=f"train_ensemble(..., resume=True) on {out} "
-                                  "(or the same ganforge seeds / benchmark command with --resume)")
+                raise Interrupted(ens.step, Path(out), how=f"the same `ganforge seeds` command, or "
+                                  f"train_ensemble(..., resume=True) on {out}")
     bar.close()
     runs = []
     _write_samples(ens, "final")
