@@ -4,8 +4,9 @@
 # the GPU, each iteration replayed as a CUDA graph. Not yet timed on a GPU: a lease of this
 # project once gave 16 eager processes on one H200 320 s and none finished (docs/benchmarks.md),
 # so time one run first:  SEEDS=1 JOBS=1 DATASETS=stacked-digits bash benchmarks/gpu_stacked.sh
-# Needs the Fashion-MNIST IDX files for stacked-fashion (FASHION_DIR, default Debian's dir);
-# GANFORGE_CACHE may hold the cached classifiers. Results: ${OUT:-benchmarks/results/gpu_stacked}.
+# Needs the Fashion-MNIST IDX files for stacked-fashion (FASHION_DIR, default Debian's dir); its
+# classifier ships with the package; GANFORGE_CACHE may hold the digits one (trained in seconds
+# otherwise). Results: ${OUT:-benchmarks/results/gpu_stacked}.
 #   OUT=/tmp/gs FASHION_DIR=$PWD/.fmnist GANFORGE_CACHE=$PWD/.gcache bash benchmarks/gpu_stacked.sh
 set -u
 out=${OUT:-benchmarks/results/gpu_stacked}; mkdir -p "$out"
