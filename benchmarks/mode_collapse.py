@@ -27,8 +27,8 @@ against the same baseline; ``recommended`` is the shipped recipe (``ring8.yaml``
 ``grid25.yaml``) unchanged. Results: ``OUT/results.json`` (every run: config, overrides, seed,
 numbers, seconds) and ``OUT/results.md`` (mean ± standard error per configuration). Runs are
 appended to the JSON as they finish; ``--resume`` skips the runs already in it and continues an
-interrupted run from its last checkpoint (Ctrl-C writes one; stacked runs also checkpoint every
-2,000 steps). ``--merge A/results.json B/results.json --out C`` combines finished sets (one per
+interrupted run or seed ensemble from its last checkpoint (Ctrl-C and SIGTERM write one; stacked
+runs also checkpoint every 2,000 steps, seed ensembles every seed every 1,000). ``--merge A/results.json B/results.json --out C`` combines finished sets (one per
 core or per session) into one table.
 
 ``--refine drs|langevin|mh`` also scores, for every 2D run, 2,500 *D-guided* samples
