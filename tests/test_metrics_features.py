@@ -205,6 +205,24 @@ def test_packaged_fashion_classifier_scores_its_recorded_test_accuracy(tmp_path,
     assert acc == pytest.approx(info["test_accuracy"], abs=2e-3) and acc >= 0.92
 
 
+def test_classifier_train_says_when_it_shadows_the_packaged_one(tmp_path, monkeypatch, capsys):
+    from ganforge.cli import main
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    info = {"dataset": "fashion-mnist", "image_size": 28, "channels": 1, "num_classes": 10, "test_accuracy": 0.5,
+            "test_samples": 10, "epochs": 1, "seconds": 0.1}
+
+    def quick(dataset, image_size=None, *a, **k):  # stands in for 12 minutes of training
+        fc.save_classifier(fc.SmallCNN(1, 10), info, fc.classifier_key(dataset, 28))
+        return None, info
+
+    monkeypatch.setattr(fc, "train_and_cache", quick)
+    assert main(["classifier", "train", "fashion-mnist", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "takes precedence over the classifier packaged with ganforge" in out
+    assert fc.get_classifier("fashion-mnist", 28, train=False)[1]["source"] == "cache"
+
+
 def test_cached_classifier_takes_precedence_and_a_damaged_package_copy_is_refused(tmp_path, monkeypatch):
     import json
     import shutil

@@ -68,7 +68,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_classifier(args: argparse.Namespace) -> int:
-    from .features_classifier import train_and_cache, classifier_dir, classifier_key
+    from .features_classifier import bundled_classifier_dir, train_and_cache, classifier_dir, classifier_key
 
     if args.epochs is not None and args.epochs < 1:
         raise GanforgeError(f"--epochs must be at least 1, got {args.epochs}")
@@ -78,6 +78,9 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
     print(f"classifier {info['dataset']} {info['image_size']}px: test accuracy {info['test_accuracy']:.4f} "
           f"on {info['test_samples']} test images ({info['epochs']} epochs, {info['seconds']} s)")
     print(f"saved {path}")
+    if (bundled_classifier_dir() / path.name).is_file():
+        print(f"note: it now takes precedence over the classifier packaged with ganforge (pinned, so that numbers "
+              f"agree across machines); delete {path} and its .json to go back to that one")
     return 0
 
 
@@ -107,7 +110,8 @@ def add_parsers(subparsers) -> None:
     c = subparsers.add_parser(
         "classifier", help="train the evaluation classifier of a dataset",
         description="Train and cache the small CNN whose features/logits serve FID/KID/PR/IS/mode counting offline "
-                    "(cache: $GANFORGE_CACHE/classifiers or ~/.cache/ganforge/classifiers).")
+                    "(cache: $GANFORGE_CACHE/classifiers or ~/.cache/ganforge/classifiers; a cached classifier takes "
+                    "precedence over the one packaged for fashion-mnist).")
     csub = c.add_subparsers(dest="action", metavar="ACTION")
     t = csub.add_parser("train", help="train on DATASET's training split; report test accuracy")
     t.add_argument("dataset", help="labelled image dataset, e.g. digits, mnist, fashion-mnist")
