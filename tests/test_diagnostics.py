@@ -19,12 +19,14 @@ from ganforge.diagnostics import (
     Thresholds,
     above_chance,
     chance_levels,
+    class_statistics,
     detect_discriminator_overpowering,
     detect_low_quality,
     detect_divergence,
     detect_mode_collapse,
     detect_oscillation,
     detect_vanishing_generator_gradient,
+    format_diagnosis,
     remedies,
     sample_statistics,
     summarize,
@@ -429,3 +431,74 @@ def test_diverging_run_stops_with_a_diagnosis(tmp_path):
         ganforge.train("ring8", out=tmp_path / "nan", overrides=bad)
     d = summarize(tmp_path / "nan")
     assert [c["name"] for c in d["conditions"]] == ["divergence"] and d["summary"]["step"] < 60
+
+
+# --------------------------------------------------------------------------- class coverage (labelled images)
+
+
+def test_class_statistics_count_distinct_predicted_classes():
+    g = torch.Generator().manual_seed(0)
+    fake, real = torch.randint(0, 7, (300,), generator=g), torch.randint(0, 10, (300,), generator=g)
+    c = class_statistics(fake, real)
+    ref_fake, ref_real = len(set(fake.tolist())), len(set(real.tolist()))
+    assert (c["classes"], c["classes_real"]) == (ref_fake, ref_real) == (7, 10)
+    assert c["class_ratio"] == pytest.approx(ref_fake / ref_real)
+
+
+def _class_check(step, ratio):
+    return {"step": step, "diversity_ratio": 0.9, "classes": round(10 * ratio), "classes_real": 10, "class_ratio": ratio}
+
+
+def test_class_coverage_collapse_low_or_falling_but_not_healthy():
+    healthy = [_class_check(s, r) for s, r in enumerate([0.8, 1.0, 0.9, 1.0, 0.9])]
+    assert detect_mode_collapse(healthy, TH) is None
+    low = [_class_check(s, r) for s, r in enumerate([0.5, 0.4, 0.3])]
+    ev = detect_mode_collapse(low, TH)
+    assert ev["sign"] == "low class coverage" and ev["classes"] == 3 and ev["window"] == [0.5, 0.4, 0.3]
+    rising = [_class_check(s, r) for s, r in enumerate([0.1, 0.3, 0.5])]  # a run still learning its classes
+    assert detect_mode_collapse(rising, TH) is None
+    falling = [_class_check(s, r) for s, r in enumerate([1.0, 1.0, 0.7, 0.6, 0.6])]
+    ev = detect_mode_collapse(falling, TH)
+    assert ev["sign"] == "falling class coverage" and ev["peak"] == 1.0
+    assert detect_mode_collapse(falling[:-1] + [_class_check(5, 0.8)], TH) is None  # one recovered check breaks the window
+
+
+class _FakeTrainer:
+    """What the monitor reads of a trainer: data, device, step and a sampler."""
+
+    def __init__(self, data, images, cfg, run_dir):
+        self.data, self.device, self.step, self.cfg, self.run_dir = data, torch.device("cpu"), 0, cfg, run_dir
+        self.images = images
+
+    def sample(self, z):
+        return self.images[torch.arange(len(z)) % len(self.images)]
+
+
+def test_monitor_counts_classes_with_a_cached_classifier_and_flags_a_two_class_generator(tmp_path, monkeypatch):
+    from ganforge.data import load_dataset
+    from ganforge.metrics import features_classifier as fc
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    cfg = resolve("digits-dcgan", ["data.image_size=8", "train.steps=100", "train.log_every=1"])
+    data = load_dataset(cfg.data, "train", seed=0)
+    m = Monitor(cfg, check_every=1, verbose=False)
+    m.check(_FakeTrainer(data, data.x, cfg, tmp_path))  # no classifier cached: class coverage off, and says how to turn it on
+    assert m.class_note.startswith("off: no classifier for digits at 8px") and "ganforge classifier train digits --image-size 8" in m.class_note
+    test = load_dataset(cfg.data, "test", seed=0)
+    model, acc = fc.train_classifier(data, test, epochs=10, seed=0, progress=False)
+    fc.save_classifier(model, {"dataset": "digits", "image_size": 8, "channels": 1, "num_classes": 10, "test_accuracy": acc}, "classifier-digits-8px")
+
+    real = Monitor(cfg, check_every=1, verbose=False)
+    c = real.check(_FakeTrainer(data, data.x[torch.randperm(len(data.x), generator=torch.Generator().manual_seed(1))], cfg, tmp_path))
+    assert c["classes"] == c["classes_real"] == 10 and c["class_ratio"] == 1.0 and real.class_note.startswith("on: classifier-digits-8px")
+    two = data.x[(data.labels == 3) | (data.labels == 7)]  # a generator that only draws 3s and 7s
+    collapsed = Monitor(cfg, check_every=1, verbose=False)
+    t = _FakeTrainer(data, two, cfg, tmp_path)
+    for step in range(30, 100, 10):  # checks after the image warm-up (25% of 100 steps)
+        t.step = step
+        collapsed.on_log(t, {"step": step, **BALANCED})
+    d = collapsed.diagnosis(t)
+    assert [c["name"] for c in d["conditions"]] == ["mode_collapse"]
+    ev = d["conditions"][0]["evidence"]
+    assert ev["sign"] == "low class coverage" and ev["classes"] <= 3 and ev["classes_real"] == 10
+    assert d["summary"]["class_coverage"].startswith("on:") and "classes (a real sample: 10)" in format_diagnosis(d)

@@ -30,6 +30,7 @@ from .detectors import (
     Thresholds,
     above_chance,
     chance_levels,
+    class_statistics,
     detect_discriminator_overpowering,
     detect_low_quality,
     detect_divergence,
@@ -44,6 +45,6 @@ from .monitor import DIAGNOSIS, Monitor, format_diagnosis, summarize
 __all__ = [
     "CHECK_DETECTORS", "CONDITIONS", "DIAGNOSIS", "EXPLANATIONS", "Monitor", "ROW_DETECTORS", "Thresholds",
     "above_chance", "chance_levels", "detect_discriminator_overpowering", "detect_divergence", "detect_low_quality", "detect_mode_collapse", "detect_oscillation",
-    "detect_vanishing_generator_gradient", "format_diagnosis", "remedies", "sample_statistics", "summarize",
+    "detect_vanishing_generator_gradient", "format_diagnosis", "remedies", "sample_statistics", "class_statistics", "summarize",
     "total_variation",
 ]

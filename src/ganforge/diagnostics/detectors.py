@@ -13,7 +13,10 @@ Two kinds of history feed them:
   these numbers readable when few samples are high quality: ``hq_chance`` (the ``hq`` of
   points spread uniformly over the data's bounding box, :func:`chance_levels`) and
   ``modes_above_chance`` (modes holding clearly more high-quality samples than such a
-  uniform spread would put there).
+  uniform spread would put there); for labelled images, when a classifier for them is at
+  hand (cached or packaged, :mod:`ganforge.metrics.features_classifier`), the class
+  coverage (:func:`class_statistics`): ``classes`` predicted among the samples against
+  ``classes_real`` in a real sample of the same size, and their ratio ``class_ratio``.
 
 Each detector returns ``None`` or an *evidence* dict of numbers. Thresholds live in one
 :class:`Thresholds` dataclass, documented per field; they were set on the ring8/grid25
@@ -60,6 +63,7 @@ class Thresholds:
     hq_lift: float = 5.0  # low quality: hq below min(hq_min, hq_lift x hq of a uniform spread over the data's box)
     coverage_low: float = 0.5  # collapse / hopping: covered modes at most this fraction of all modes
     coverage_fall: float = 0.3  # collapse: lost this fraction of the best coverage seen so far
+    class_coverage_low: float = 0.5  # collapse (labelled images): classes predicted at most this fraction of a real sample's
     hop_tv: float = 0.5  # hopping: total variation between consecutive mode histograms at least this
     hop_count: int = 2  # hopping: this many hops within the last patience_checks + 1 checks
 
@@ -202,6 +206,15 @@ def sample_statistics(fake: torch.Tensor, real_mpd: float, modes=None, std: floa
     return out
 
 
+def class_statistics(pred_fake: torch.Tensor, pred_real: torch.Tensor) -> Check:
+    """Class coverage of generated samples: ``classes`` (distinct classes a classifier
+    predicts for them), ``classes_real`` (the same for a real sample of the same size: what
+    a perfect generator would reach, e.g. ~226 of 1,000 stacked classes for 256 samples) and
+    ``class_ratio`` = classes / classes_real."""
+    classes, real = int(torch.unique(pred_fake).numel()), int(torch.unique(pred_real).numel())
+    return {"classes": classes, "classes_real": real, "class_ratio": classes / real if real else float("nan")}
+
+
 def _trusted(c: Check, th: Thresholds) -> bool:
     return "hist" in c and c.get("hq", 0.0) >= th.hq_min
 
@@ -213,7 +226,10 @@ def detect_mode_collapse(checks: list[Check], th: Thresholds = Thresholds()) -> 
       ``recovery`` across the window);
     - low coverage (2D): enough high-quality samples (``hq >= hq_min``) but at most
       ``coverage_low`` of the modes hold them;
-    - falling coverage (2D): at most ``1 - coverage_fall`` of the best trusted coverage so far.
+    - falling coverage (2D): at most ``1 - coverage_fall`` of the best trusted coverage so far;
+    - low class coverage (labelled images): ``class_ratio <= class_coverage_low`` and not
+      recovering (rose by less than ``recovery``: early image samples gain classes fast);
+    - falling class coverage: ``class_ratio`` at most ``1 - coverage_fall`` of its best so far.
     """
     w = checks[-th.patience_checks:]
     if len(w) < th.patience_checks:
@@ -221,6 +237,14 @@ def detect_mode_collapse(checks: list[Check], th: Thresholds = Thresholds()) -> 
     ratios = [c.get("diversity_ratio") for c in w]
     if all(_finite(r) and r < th.diversity_low for r in ratios) and ratios[-1] - ratios[0] < th.recovery:
         return {"sign": "low diversity", "diversity_ratio": ratios[-1], "window": ratios}
+    cr = [c.get("class_ratio") for c in w]
+    if all(_finite(r) for r in cr):
+        ev = {"classes": w[-1].get("classes"), "classes_real": w[-1].get("classes_real"), "class_ratio": cr[-1], "window": cr}
+        if all(r <= th.class_coverage_low for r in cr) and cr[-1] - cr[0] < th.recovery:  # not still rising
+            return {"sign": "low class coverage", **ev}
+        peak = max(c["class_ratio"] for c in checks if _finite(c.get("class_ratio")))
+        if all(r <= (1 - th.coverage_fall) * peak for r in cr):
+            return {"sign": "falling class coverage", **ev, "peak": peak}
     if not all(_trusted(c, th) for c in w):
         return None
     k, covered = w[-1]["modes_total"], [c["modes"] for c in w]
@@ -265,7 +289,8 @@ def detect_low_quality(checks: list[Check], th: Thresholds = Thresholds(), final
     still be read: modes hit at all, and modes holding clearly more samples than chance.
 
     Images: the analogue would be the fraction of samples a trained classifier labels
-    confidently; the monitor has no classifier at hand during training, so this is 2D only."""
+    confidently; not implemented (a blurry but varied sample can be labelled confidently),
+    so this is 2D only; the monitor's classifier feeds class coverage instead."""
     w = checks[-th.patience_checks:]
     if not w or (len(w) < th.patience_checks and not final):
         return None

@@ -4,7 +4,10 @@ Every log row (``train.log_every`` steps) the row detectors look at the recent r
 ``check_every`` rows (and on the last row) the monitor also draws a fixed-size sample from
 a fixed latent set (2,500 points for 2D data, as in the PacGAN/VEEGAN protocol; 256 images)
 and adds ``monitor/diversity_ratio`` (and ``monitor/modes``, ``monitor/hq``,
-``monitor/hq_chance``, ``monitor/modes_above_chance`` for 2D mixtures) to the row. A condition is announced on stderr the first time it appears, listed
+``monitor/hq_chance``, ``monitor/modes_above_chance`` for 2D mixtures; ``monitor/classes``,
+``monitor/class_ratio`` for labelled images when a classifier for them is cached or packaged
+-- the monitor never trains one; ``diagnosis.json`` says when class coverage is off and how to
+turn it on) to the row. A condition is announced on stderr the first time it appears, listed
 in the row's ``monitor/alerts`` while it holds, and recorded in ``diagnosis.json``
 (written when a condition first appears and at the end of training). Divergence also sets
 ``stop_requested``: the loop checkpoints and stops.
@@ -30,7 +33,8 @@ from ..config import Experiment
 from ..io import write_json
 from ..metrics.diversity import mean_pairwise_distance
 from .conditions import EXPLANATIONS, remedies
-from .detectors import CHECK_DETECTORS, CHECK_WARMUP, FINAL_VERDICT, ROW_DETECTORS, STAT_PREFIXES, Thresholds, chance_levels, sample_statistics
+from .detectors import (CHECK_DETECTORS, CHECK_WARMUP, FINAL_VERDICT, ROW_DETECTORS, STAT_PREFIXES, Thresholds, chance_levels,
+                        class_statistics, sample_statistics)
 
 DIAGNOSIS = "diagnosis.json"
 KEEP_ROWS = 32  # recent log rows kept (besides the first baseline_logs), enough for every window
@@ -55,14 +59,14 @@ class Monitor:
     ``check_every``: log rows between sample checks (default 5: every 250 steps at
     ``log_every=50``, well under 2% of a toy run's time); ``n_samples``: generated samples
     per check (default 2,500 for points, 256 for images); ``verbose``: announce conditions
-    on stderr.
+    on stderr; ``classes``: class coverage of labelled images when a classifier is at hand.
     """
 
     def __init__(self, cfg: Experiment | None = None, check_every: int = 5, n_samples: int | None = None,
-                 thresholds: Thresholds | None = None, seed: int = 0, verbose: bool = True) -> None:
+                 thresholds: Thresholds | None = None, seed: int = 0, verbose: bool = True, classes: bool = True) -> None:
         if check_every < 1:
             raise ValueError(f"check_every must be at least 1, got {check_every}")
-        self.cfg, self.check_every, self.n_samples = cfg, check_every, n_samples
+        self.cfg, self.check_every, self.n_samples, self.classes = cfg, check_every, n_samples, classes
         self.th = thresholds or Thresholds()
         self.seed, self.verbose = seed, verbose
         self.stop_requested = False
@@ -75,6 +79,8 @@ class Monitor:
         self.n_logs = 0
         self.seconds = 0.0  # time spent in the monitor
         self._ref: tuple | None = None  # (latents, real MPD, modes, std, chance levels): rebuilt, never saved
+        self._clf: tuple | None = None  # (classifier extractor, real sample's predicted classes) for labelled images
+        self.class_note: str | None = None  # why class coverage is off for labelled images
         self._new: list[str] = []  # conditions that appeared in the last evaluate()
         self._no_checks = False  # set when the generator cannot be sampled from latents
 
@@ -89,12 +95,43 @@ class Monitor:
             real_mpd = mean_pairwise_distance(real, max_samples=1000, seed=0)
             chance = chance_levels(data.modes, data.mode_std) if data.modes is not None else None
             self._ref = (z, real_mpd, data.modes, data.mode_std, chance)
+            if self.classes and data.kind == "image" and data.labels is not None and data.num_classes:
+                self._clf = self._classifier(data, real, trainer.device)
         return self._ref
 
+    def _classifier(self, data, real: torch.Tensor, device) -> tuple | None:
+        """The dataset's evaluation classifier if one is cached or packaged (never trained
+        here), with its predictions for the real reference sample; else None and a note."""
+        from ..metrics.features_classifier import STACKED_BASE, ClassifierFeatures, classifier_key, load_classifier
+
+        base, size = STACKED_BASE.get(data.name, data.name), int(data.shape[-1])
+        stacked = data.name in STACKED_BASE
+        try:
+            found = load_classifier(classifier_key(base, size))
+        except Exception as e:  # noqa: BLE001 -- e.g. a damaged packaged file: say so, train on
+            self.class_note = f"off: {str(e)[:160]}"
+            return None
+        if found is None:
+            self.class_note = (f"off: no classifier for {base} at {size}px is cached; "
+                               f"`ganforge classifier train {base} --image-size {size}` turns it on")
+            return None
+        model, info = found
+        if not ((info["channels"] == 1 and data.shape[0] == 3) if stacked else info["channels"] == data.shape[0]):
+            self.class_note = f"off: classifier {classifier_key(base, size)} takes {info['channels']} channels"
+            return None
+        ext = ClassifierFeatures(model, classifier_key(base, size) + ("-stacked" if stacked else ""), info, stacked).to(device)
+        self.class_note = f"on: {ext.key} ({info.get('source', 'cache')})"
+        return ext, ext.extract(real.to(device))[1].argmax(1).cpu()
+
     def check(self, trainer) -> dict:
-        """Sample statistics of the generator now (see :func:`sample_statistics`)."""
+        """Sample statistics of the generator now (see :func:`sample_statistics`), with the
+        class coverage (:func:`class_statistics`) when a classifier is at hand."""
         z, real_mpd, modes, std, chance = self._reference(trainer)
-        c = sample_statistics(trainer.sample(z), real_mpd, modes, std, chance=chance)
+        fake = trainer.sample(z)
+        c = sample_statistics(fake, real_mpd, modes, std, chance=chance)
+        if self._clf is not None and "nonfinite" not in c:
+            ext, real_pred = self._clf
+            c.update(class_statistics(ext.extract(fake)[1].argmax(1).cpu(), real_pred))
         c["step"] = int(trainer.step)
         return c
 
@@ -119,7 +156,7 @@ class Monitor:
         last = int(row.get("step", trainer.step)) >= cfg.train.steps
         if (self.n_logs % self.check_every == 0 or last) and (c := self._try_check(trainer)) is not None:
             self.checks = self.checks[-(KEEP_CHECKS - 1):] + [c]
-            extra.update({f"monitor/{k}": v for k, v in c.items() if k not in ("step", "hist", "modes_total", "diversity")})
+            extra.update({f"monitor/{k}": v for k, v in c.items() if k not in ("step", "hist", "modes_total", "diversity", "classes_real")})
         rec = {k: v for k, v in {**row, **extra}.items() if k == "step" or (k.startswith(STAT_PREFIXES) and isinstance(v, (int, float)))}
         self.rows.append(rec)
         b = self.th.baseline_logs
@@ -213,6 +250,8 @@ class Monitor:
         for k in ("d/real", "d/fake", "loss/d", "loss/g"):
             if self.rows and k in self.rows[-1]:
                 summary[k] = self.rows[-1][k]
+        if self.class_note is not None:
+            summary["class_coverage"] = self.class_note
         conds = list(self.conditions.values())
         return {"healthy": not conds, "conditions": _clean(conds), "summary": _clean(summary), "thresholds": asdict(self.th)}
 
@@ -282,6 +321,9 @@ def format_diagnosis(d: dict) -> str:
         sig = f" ({s['modes_above_chance']} above chance)" if isinstance(s.get("modes_above_chance"), int) else ""
         chance = f" (uniform: {s['hq_chance']:.3f})" if isinstance(s.get("hq_chance"), (int, float)) else ""
         cov = f"{s['modes']}/{s['modes_total']} modes hit{sig}, hq {s['hq']:.3f}{chance}, "
+    if isinstance(s.get("classes"), int):
+        real = f" (a real sample: {s['classes_real']})" if isinstance(s.get("classes_real"), int) else ""
+        cov += f"{s['classes']} classes{real}, "
     div = f"diversity ratio {s['diversity_ratio']:.2f}" if isinstance(s.get("diversity_ratio"), (int, float)) else ""
     lines = [("healthy" if d.get("healthy") else "conditions: " + ", ".join(c["name"] for c in d.get("conditions", [])))
              + (f" ({cov}{div})" if cov or div else "")]
