@@ -138,3 +138,12 @@ def test_page_renders_in_headless_chromium(page_path, tmp_path):
     assert blue > 250 and red > 100 and green > 20, (blue, red, green)
     # and the grids: many distinct grey levels (digits samples) in the page
     assert len(np.unique(im.reshape(-1, 3), axis=0)) > 500
+
+
+def test_class_coverage_shows_in_the_facts_and_the_evidence():
+    from ganforge.report.html import sample_facts, short_evidence
+
+    diag = {"summary": {"classes": 3, "classes_real": 10, "diversity_ratio": 0.8}}
+    assert sample_facts(diag) == "3 classes (real sample 10) · diversity 0.8"
+    c = {"name": "mode_collapse", "evidence": {"sign": "low class coverage", "classes": 3, "classes_real": 10, "class_ratio": 0.3}}
+    assert short_evidence(c) == "sign=low class coverage, classes=3, classes_real=10"

@@ -138,7 +138,7 @@ def badges(r: dict) -> str:
 # the evidence that says most about each condition, in order (others: the first three items)
 KEY_EVIDENCE = {
     "low_quality": ("hq", "hq_chance", "modes_above_chance", "modes", "trend"),
-    "mode_collapse": ("sign", "modes", "modes_total", "diversity_ratio", "hq", "peak"),
+    "mode_collapse": ("sign", "modes", "modes_total", "classes", "classes_real", "diversity_ratio", "hq", "peak"),
     "oscillation": ("hops", "modes", "modes_total"),
     "divergence": ("nonfinite", "nonfinite_samples", "loss", "value"),
     "discriminator_overpowering": ("d_real", "d_fake"),
@@ -165,7 +165,8 @@ def why(r: dict) -> str:
 
 
 def sample_facts(diag: dict) -> str:
-    """The last sample check in a few words: modes (2D), hq with its chance level, diversity."""
+    """The last sample check in a few words: modes (2D), hq with its chance level, classes
+    (labelled images), diversity."""
     s = diag.get("summary", {})
     out = []
     if isinstance(s.get("modes"), int) and s.get("modes_total"):
@@ -173,6 +174,8 @@ def sample_facts(diag: dict) -> str:
         out.append(f"{s['modes']}/{s['modes_total']} modes{sig}")
     if isinstance(s.get("hq"), (int, float)):
         out.append(f"hq {_fmt(s['hq'], 3)}" + (f" (uniform {_fmt(s['hq_chance'], 2)})" if isinstance(s.get("hq_chance"), (int, float)) else ""))
+    if isinstance(s.get("classes"), int) and isinstance(s.get("classes_real"), int):
+        out.append(f"{s['classes']} classes (real sample {s['classes_real']})")
     if isinstance(s.get("diversity_ratio"), (int, float)):
         out.append(f"diversity {_fmt(s['diversity_ratio'], 3)}")
     return " · ".join(out) or "–"
