@@ -82,6 +82,7 @@ from .ensemble_support import check_ensemble, ensemble_unsupported
 from .ensemble_outputs import _checkpoint, _restore, _write_samples
 from .ensemble_state import _optimizer, _SeedStats, _SeedView
 
+
 class _Ensemble:
     def __init__(self, cfg: Experiment, seeds: Sequence[int], dirs: Sequence[Path]):
         from ..data import load_dataset
