@@ -483,7 +483,7 @@ def test_monitor_counts_classes_with_a_cached_classifier_and_flags_a_two_class_g
     data = load_dataset(cfg.data, "train", seed=0)
     m = Monitor(cfg, check_every=1, verbose=False)
     m.check(_FakeTrainer(data, data.x, cfg, tmp_path))  # no classifier cached: class coverage off, and says how to turn it on
-    assert m.class_note.startswith("off: no classifier for digits at 8px") and "ganforge classifier train digits --image-size 8" in m.class_note
+    assert m.class_note.startswith("off: no classifier for digits at 8px is cached") and "ganforge classifier train digits --image-size 8" in m.class_note
     test = load_dataset(cfg.data, "test", seed=0)
     model, acc = fc.train_classifier(data, test, epochs=10, seed=0, progress=False)
     fc.save_classifier(model, {"dataset": "digits", "image_size": 8, "channels": 1, "num_classes": 10, "test_accuracy": acc}, "classifier-digits-8px")

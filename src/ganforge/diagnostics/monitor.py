@@ -102,25 +102,14 @@ class Monitor:
     def _classifier(self, data, real: torch.Tensor, device) -> tuple | None:
         """The dataset's evaluation classifier if one is cached or packaged (never trained
         here), with its predictions for the real reference sample; else None and a note."""
-        from ..metrics.features_classifier import STACKED_BASE, ClassifierFeatures, classifier_key, load_classifier
+        from ..metrics.features_classifier import build_classifier
 
-        base, size = STACKED_BASE.get(data.name, data.name), int(data.shape[-1])
-        stacked = data.name in STACKED_BASE
         try:
-            found = load_classifier(classifier_key(base, size))
-        except Exception as e:  # noqa: BLE001 -- e.g. a damaged packaged file: say so, train on
-            self.class_note = f"off: {str(e)[:160]}"
+            ext = build_classifier(data, train=False, progress=False).to(device)
+        except Exception as e:  # noqa: BLE001 -- none cached / damaged / wrong channels: say so, train on
+            self.class_note = f"off: {str(e)[:200]}"
             return None
-        if found is None:
-            self.class_note = (f"off: no classifier for {base} at {size}px is cached; "
-                               f"`ganforge classifier train {base} --image-size {size}` turns it on")
-            return None
-        model, info = found
-        if not ((info["channels"] == 1 and data.shape[0] == 3) if stacked else info["channels"] == data.shape[0]):
-            self.class_note = f"off: classifier {classifier_key(base, size)} takes {info['channels']} channels"
-            return None
-        ext = ClassifierFeatures(model, classifier_key(base, size) + ("-stacked" if stacked else ""), info, stacked).to(device)
-        self.class_note = f"on: {ext.key} ({info.get('source', 'cache')})"
+        self.class_note = f"on: {ext.key} ({ext.info.get('source', 'cache')})"
         return ext, ext.extract(real.to(device))[1].argmax(1).cpu()
 
     def check(self, trainer) -> dict:

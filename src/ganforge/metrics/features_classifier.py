@@ -205,7 +205,8 @@ def get_classifier(dataset: str, image_size: int, data_dir: str | None = None, t
     if found is not None:
         return found
     if not train:
-        raise GanforgeError(f"no cached classifier for {dataset} at {image_size}px; run `ganforge classifier train {dataset}`")
+        raise GanforgeError(f"no classifier for {dataset} at {image_size}px is cached; "
+                            f"`ganforge classifier train {dataset} --image-size {image_size}` trains one")
     return train_and_cache(dataset, image_size, data_dir, progress=progress)
 
 
