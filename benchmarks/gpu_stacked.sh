@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# The stacked benchmarks' recommended recipes on a GPU machine: DATASETS (default
-# stacked-digits,stacked-fashion) x SEEDS (default 10) runs, JOBS (default 3) processes sharing
-# the GPU, each iteration replayed as a CUDA graph. Not yet timed on a GPU: a lease of this
-# project once gave 16 eager processes on one H200 320 s and none finished (docs/benchmarks.md),
-# so time one run first:  SEEDS=1 JOBS=1 DATASETS=stacked-digits bash benchmarks/gpu_stacked.sh
-# Needs the Fashion-MNIST IDX files for stacked-fashion (FASHION_DIR, default Debian's dir); its
-# classifier ships with the package; GANFORGE_CACHE may hold the digits one (trained in seconds
-# otherwise). Results: ${OUT:-benchmarks/results/gpu_stacked}.
-#   OUT=/tmp/gs FASHION_DIR=$PWD/.fmnist GANFORGE_CACHE=$PWD/.gcache bash benchmarks/gpu_stacked.sh
+# The stacked benchmarks' recommended recipes on a GPU machine: DATASETS (default stacked-fashion)
+# x SEEDS seeds from SEED0 (default 10 from 0), JOBS (default 5) processes sharing the GPU, each
+# iteration replayed as a CUDA graph, runs kept under RESULTS/runs with checkpoints every 2,000 steps:
+# run it again (same settings) and it continues where BUDGET_S (default 480 s) cut it off.
+# Needs the Fashion-MNIST IDX files (FASHION_DIR, default Debian's dir); the Fashion classifier
+# ships with the package. TESTS=1 also runs tests/test_cuda.py beside the training. COPY=DIR
+# receives results.json/.md, the log, the GPU line and each run's last logged step.
+#   RESULTS=gsf FASHION_DIR=$PWD/.fmnist SEEDS=5 SEED0=5 COPY=$OUT bash benchmarks/gpu_stacked.sh
 set -u
-out=${OUT:-benchmarks/results/gpu_stacked}; mkdir -p "$out"
+out=${RESULTS:-benchmarks/results/gpu_stacked}; mkdir -p "$out"
 export PYTHONPATH=${GANFORGE_SRC:-$PWD/src}${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 if [ -n "${FASHION_DIR:-}" ] && [ ! -e /usr/share/datasets/fashion-mnist ]; then
   mkdir -p /usr/share/datasets && ln -s "$(realpath "$FASHION_DIR")" /usr/share/datasets/fashion-mnist
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" >> "$out/gpu.txt"
-timeout ${BUDGET_S:-540} python3 benchmarks/mode_collapse.py --datasets ${DATASETS:-stacked-digits,stacked-fashion} \
-  --configs recommended --seeds ${SEEDS:-10} --jobs ${JOBS:-3} --device cuda --set train.cuda_graph=true \
-  --no-progress --out "$out" "$@" 2>&1 | tail -40
+if [ "${TESTS:-0}" = 1 ]; then
+  timeout 240 python3 -m pytest -q -p no:cacheprovider -k "not compile" tests/test_cuda.py > "$out/tests.txt" 2>&1 &
+fi
+t0=$(date +%s)
+timeout ${BUDGET_S:-480} python3 benchmarks/mode_collapse.py --datasets ${DATASETS:-stacked-fashion} \
+  --configs recommended --seeds ${SEEDS:-10} --seed-offset ${SEED0:-0} --jobs ${JOBS:-5} --device cuda \
+  --set train.cuda_graph=true --keep-runs --resume --no-progress --out "$out" "$@" >> "$out/log.txt" 2>&1
+echo "exit $? after $(( $(date +%s) - t0 )) s" >> "$out/log.txt"
+wait
+for m in "$out"/runs/*/*/*/metrics.jsonl; do  # each run's last logged step and its time
+  [ -f "$m" ] && echo "$m $(tail -n 1 "$m" | cut -c1-40)"
+done > "$out/progress.txt"
+if [ -n "${COPY:-}" ]; then
+  cp "$out"/gpu.txt "$out"/log.txt "$out"/progress.txt "$COPY"/; cp "$out"/results.* "$out"/tests.txt "$COPY"/ 2>/dev/null
+fi
+cat "$out/gpu.txt" "$out/progress.txt"; tail -n 15 "$out/log.txt"; [ -f "$out/tests.txt" ] && tail -n 3 "$out/tests.txt"
+true
