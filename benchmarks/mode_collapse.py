@@ -634,8 +634,11 @@ def main(argv=None) -> int:
         print(f"wrote {json_path} and {md_path} ({len(records)} runs from {len(args.merge)} files)")
         return 0
     records: list[dict] = []
+    earlier_ceiling: dict = {}
     if args.resume and json_path.is_file():
-        records = [r for r in json.loads(json_path.read_text())["runs"] if "error" not in r]
+        earlier = json.loads(json_path.read_text())
+        records = [r for r in earlier["runs"] if "error" not in r]
+        earlier_ceiling = earlier.get("meta", {}).get("ceiling", {})
     done = {(r["dataset"], r["config"], r["seed"]) for r in records}
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)
     jobs = [{"dataset": d, "config": c, "seed": s, "steps": args.steps, "threads": args.threads, "device": args.device,
@@ -651,9 +654,13 @@ def main(argv=None) -> int:
 
     import torch
 
-    torch.set_num_threads(args.threads)  # the classifier and ceiling below: as many threads as one run
+    # the classifier and ceiling below run before any run starts: on every core (~2 min on one)
+    torch.set_num_threads(max(args.threads, os.cpu_count() or 1))
     for d in datasets:
-        if d in STACKED and any(j["dataset"] == d for j in jobs):
+        kept = earlier_ceiling.get(d)
+        if kept and kept.get("samples") == args.stacked_samples:  # --resume: counted already
+            meta.setdefault("ceiling", {})[d] = kept
+        elif d in STACKED and any(j["dataset"] == d for j in jobs):
             # train/cache the base classifier once, before the runs (quietly; parallel jobs would race)
             from ganforge.config import resolve
             from ganforge.data import load_dataset

@@ -261,3 +261,26 @@ def test_stacked_configs_and_sweep_variants_resolve(bench):
             {"variant": "d", "dataset": "stacked-digits", "error": "boom"}]
     assert sweep.best(recs, {"stacked-digits": {"modes": 1000, "kl": 0.04}}, "stacked-digits") == "c"
     assert sweep.best(recs, {}, "stacked-fashion") is None
+
+
+def test_resume_keeps_the_counted_ceiling(bench, tmp_path, monkeypatch):
+    """--resume takes the real-data ceiling from the earlier results.json (it costs minutes on
+    Fashion) when it was counted on as many samples; other sample counts are counted again."""
+    ceil = {"modes": 977, "kl": 0.123, "samples": 500, "classifier": {"source": "test"}}
+    (tmp_path / "results.json").write_text(json.dumps({"meta": {"ceiling": {"stacked-digits": ceil}}, "runs": []}))
+    def argv(samples):
+        return ["--datasets", "stacked-digits", "--configs", "recommended", "--seeds", "1", "--steps", "2",
+                "--stacked-samples", str(samples), "--resume", "--no-progress", "--out", str(tmp_path)]
+
+    def counted(cfg, n):
+        raise AssertionError("the ceiling was counted again")
+
+    monkeypatch.setattr(bench, "real_ceiling", counted)
+    assert bench.main(argv(500)) == 0
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["meta"]["ceiling"]["stacked-digits"] == ceil and len(payload["runs"]) == 1
+    assert "error" not in payload["runs"][0]
+    monkeypatch.setattr(bench, "real_ceiling", lambda cfg, n: {**ceil, "samples": n, "kl": 0.5})
+    (tmp_path / "results.json").write_text(json.dumps({"meta": {"ceiling": {"stacked-digits": ceil}}, "runs": []}))
+    assert bench.main(argv(400)) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["meta"]["ceiling"]["stacked-digits"]["samples"] == 400
