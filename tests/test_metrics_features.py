@@ -238,6 +238,8 @@ def test_cached_classifier_takes_precedence_and_a_damaged_package_copy_is_refuse
     assert json.loads(path.with_suffix(".json").read_text())["sha256"] == got["sha256"]
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     assert torch.equal(model(x)[1], mine.eval()(x)[1])
+    path.with_suffix(".json").write_text(json.dumps(info))  # an older version's entry: no SHA-256 recorded
+    assert fc.get_classifier("fashion-mnist", 28, train=False)[1]["sha256"] == got["sha256"]
 
     damaged = tmp_path / "pkg"
     shutil.copytree(fc.bundled_classifier_dir(), damaged)

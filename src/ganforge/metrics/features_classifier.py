@@ -157,7 +157,8 @@ def bundled_classifier_dir() -> Path:
 
 def load_classifier(key: str, bundled: bool = True) -> tuple[SmallCNN, dict] | None:
     """Classifier ``key`` (model in eval mode, info) from the cache, else (``bundled``) the package's
-    pinned copy, else None. ``info["source"]`` says which; a pinned file must match its SHA-256."""
+    pinned copy, else None. ``info["source"]`` says which and ``info["sha256"]`` is the weights
+    file's (cache entries of older versions recorded none); a pinned file must match its record."""
     from safetensors.torch import load_file
 
     for source, folder in (("cache", classifier_dir()), ("bundled", bundled_classifier_dir() if bundled else None)):
@@ -168,12 +169,13 @@ def load_classifier(key: str, bundled: bool = True) -> tuple[SmallCNN, dict] | N
         if not (path.is_file() and meta.is_file()):
             continue
         info = json.loads(meta.read_text(encoding="utf-8"))
-        if source == "bundled" and _file_sha256(path) != info.get("sha256"):
+        sha = _file_sha256(path)
+        if source == "bundled" and sha != info.get("sha256"):
             raise GanforgeError(f"the packaged classifier {path} does not match its SHA-256 (damaged install); "
                                 f"reinstall ganforge or run `ganforge classifier train {info.get('dataset', key)}`")
         model = SmallCNN(info["channels"], info["num_classes"])
         model.load_state_dict(load_file(str(path)))
-        return model.eval().requires_grad_(False), {**info, "source": source}
+        return model.eval().requires_grad_(False), {**info, "sha256": sha, "source": source}
     return None
 
 
