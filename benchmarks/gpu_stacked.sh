@@ -12,6 +12,8 @@
 # and reused by a second call); each run's evaluation was not reached. Where the repository is copied afresh for every call (the device tool),
 # RESULTS must lie outside it for a second call to find the checkpoints:
 #   RESULTS=/tmp/gsf FASHION_DIR=$PWD/.fmnist SEEDS=5 SEED0=5 COPY=$OUT bash benchmarks/gpu_stacked.sh
+# (device tool: first, here, `mkdir -p .fmnist && cp /usr/share/datasets/fashion-mnist/*.gz .fmnist/
+# && echo /.fmnist/ >> .git/info/exclude`, then carry .fmnist and give the call BUDGET_S + 60 s.)
 set -u
 out=${RESULTS:-benchmarks/results/gpu_stacked}; mkdir -p "$out"
 export PYTHONPATH=${GANFORGE_SRC:-$PWD/src}${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
