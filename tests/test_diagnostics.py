@@ -8,6 +8,7 @@ import math
 from contextlib import redirect_stderr
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,8 @@ from ganforge.diagnostics import (
 from ganforge.metrics import count_modes_2d, mean_pairwise_distance
 from ganforge.report import read_metrics
 from ganforge.training import Interrupted
+
+from test_training import NEEDS_FASHION  # noqa: E402
 
 TH = Thresholds()
 
@@ -443,6 +446,13 @@ def test_class_statistics_count_distinct_predicted_classes():
     ref_fake, ref_real = len(set(fake.tolist())), len(set(real.tolist()))
     assert (c["classes"], c["classes_real"]) == (ref_fake, ref_real) == (7, 10)
     assert c["class_ratio"] == pytest.approx(ref_fake / ref_real)
+    # with K = 10 classes, a class counts from n // 40 = 7 predictions on (stray errors do not)
+    fake = torch.cat([torch.full((140,), 3), torch.full((140,), 7), torch.arange(20) % 5])  # 4 each of 0..4
+    real = torch.randint(0, 10, (300,), generator=g)
+    c = class_statistics(fake, real, num_classes=10)
+    counts_fake, counts_real = np.bincount(fake.numpy(), minlength=10), np.bincount(real.numpy(), minlength=10)
+    assert c["classes"] == int((counts_fake >= 7).sum()) == 2 and c["classes_real"] == int((counts_real >= 7).sum())
+    assert class_statistics(fake, real, num_classes=1000)["classes"] == 6  # 0..4 and 7; 300 // 4000 = 0: any prediction counts
 
 
 def _class_check(step, ratio):
@@ -502,3 +512,47 @@ def test_monitor_counts_classes_with_a_cached_classifier_and_flags_a_two_class_g
     ev = d["conditions"][0]["evidence"]
     assert ev["sign"] == "low class coverage" and ev["classes"] <= 3 and ev["classes_real"] == 10
     assert d["summary"]["class_coverage"].startswith("on:") and "classes (a real sample: 10)" in format_diagnosis(d)
+
+
+def test_a_classifier_that_misses_the_real_labels_is_not_used(tmp_path, monkeypatch):
+    """An (untrained) 8px digits classifier offered for a 16px run agrees with ~10% of a real
+    sample's labels: class coverage stays off and the note says how to get a 16px one."""
+    from ganforge.metrics import features_classifier as fc
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    info = {"dataset": "digits", "image_size": 8, "channels": 1, "num_classes": 10, "test_accuracy": 0.1}
+    fc.save_classifier(fc.SmallCNN(1, 10), info, "classifier-digits-8px")
+    assert fc.classifier_sizes("digits") == [8]
+    cfg = resolve("digits-dcgan", ["data.image_size=16", "train.steps=100", "train.log_every=1"])
+    from ganforge.data import load_dataset
+
+    data = load_dataset(cfg.data, "train", seed=0)
+    m = Monitor(cfg, check_every=1, verbose=False)
+    c = m.check(_FakeTrainer(data, data.x, cfg, tmp_path))
+    assert "classes" not in c and m.class_note.startswith("off: classifier-digits-8px@16px agrees with only")
+    assert "ganforge classifier train digits --image-size 16" in m.class_note
+
+
+@NEEDS_FASHION
+def test_monitor_counts_classes_with_a_classifier_of_another_resolution(tmp_path, monkeypatch):
+    """fashion-dcgan runs at 32px; with no 32px classifier the monitor resizes its samples to the
+    packaged 28px classifier's size, counts classes and flags a generator of two classes."""
+    from ganforge.data import load_dataset
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    cfg = resolve("fashion-dcgan", ["train.steps=100", "train.log_every=1"])
+    data = load_dataset(cfg.data, "train", seed=0)
+    assert data.shape[-1] == 32
+    real = Monitor(cfg, check_every=1, verbose=False)
+    c = real.check(_FakeTrainer(data, data.x[torch.randperm(len(data.x), generator=torch.Generator().manual_seed(1))], cfg, tmp_path))
+    assert real.class_note.startswith("on: classifier-fashion-mnist-28px@32px (bundled; ")
+    assert c["classes"] == c["classes_real"] == 10
+    two = data.x[(data.labels == 1) | (data.labels == 8)]  # trousers and bags only
+    collapsed = Monitor(cfg, check_every=1, verbose=False)
+    t = _FakeTrainer(data, two, cfg, tmp_path)
+    for step in range(30, 100, 10):
+        t.step = step
+        collapsed.on_log(t, {"step": step, **BALANCED})
+    ev = collapsed.diagnosis(t)["conditions"][0]["evidence"]
+    assert ev["sign"] == "low class coverage" and ev["classes"] <= 3 and ev["classes_real"] == 10

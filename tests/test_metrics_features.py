@@ -337,3 +337,25 @@ def test_fid_real_vs_real_in_classifier_space_small(trained, digits):
     a, _ = ext.extract(train.x)
     b, _ = ext.extract(test.x)
     assert fid(a, a) < 1e-6 and fid(a, b) < fid(a, b[torch.argsort(test.labels)][:50])
+
+
+def test_a_classifier_of_another_resolution_resizes_its_inputs(tmp_path, monkeypatch):
+    """build_classifier(any_size=True, train=False) at 32px takes the packaged 28px Fashion
+    classifier and resizes 32px images to 28px first (as the datasets resize); plain lookups
+    and evaluation still need the exact resolution."""
+    from ganforge.data.base import resize
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    assert fc.classifier_sizes("fashion-mnist") == [28] and fc.classifier_sizes("digits") == []
+    ds = Dataset("fashion-mnist", torch.zeros(2, 1, 32, 32), torch.zeros(2, dtype=torch.long), num_classes=10)
+    with pytest.raises(GanforgeError, match="no classifier for fashion-mnist at 32px"):
+        fc.build_classifier(ds, train=False)
+    ext = fc.build_classifier(ds, train=False, any_size=True)
+    assert ext.key == "classifier-fashion-mnist-28px@32px" and ext.input_size == 28
+    x = torch.rand(5, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    feats, logits = ext.extract(x)
+    ref_feats, ref_logits = ext.model(resize(x, 28))
+    assert torch.allclose(logits, ref_logits, atol=1e-5) and torch.allclose(feats, ref_feats, atol=1e-5)
+    exact = fc.build_classifier(Dataset("fashion-mnist", torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long),
+                                        num_classes=10), train=False, any_size=True)
+    assert exact.key == "classifier-fashion-mnist-28px" and exact.input_size is None

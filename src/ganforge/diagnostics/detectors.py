@@ -206,12 +206,19 @@ def sample_statistics(fake: torch.Tensor, real_mpd: float, modes=None, std: floa
     return out
 
 
-def class_statistics(pred_fake: torch.Tensor, pred_real: torch.Tensor) -> Check:
+def class_statistics(pred_fake: torch.Tensor, pred_real: torch.Tensor, num_classes: int | None = None) -> Check:
     """Class coverage of generated samples: ``classes`` (distinct classes a classifier
     predicts for them), ``classes_real`` (the same for a real sample of the same size: what
     a perfect generator would reach, e.g. ~226 of 1,000 stacked classes for 256 samples) and
-    ``class_ratio`` = classes / classes_real."""
-    classes, real = int(torch.unique(pred_fake).numel()), int(torch.unique(pred_real).numel())
+    ``class_ratio`` = classes / classes_real. With ``num_classes`` (K), a class counts when it
+    holds at least a quarter of its uniform share, ``max(1, n // (4K))`` of n predictions, so a
+    classifier's stray errors on a collapsed generator (a few samples each) add no classes."""
+
+    def count(pred: torch.Tensor) -> int:
+        least = max(1, len(pred) // (4 * num_classes)) if num_classes else 1
+        return int((torch.unique(pred, return_counts=True)[1] >= least).sum())
+
+    classes, real = count(pred_fake), count(pred_real)
     return {"classes": classes, "classes_real": real, "class_ratio": classes / real if real else float("nan")}
 
 

@@ -5,9 +5,9 @@ Every log row (``train.log_every`` steps) the row detectors look at the recent r
 a fixed latent set (2,500 points for 2D data, as in the PacGAN/VEEGAN protocol; 256 images)
 and adds ``monitor/diversity_ratio`` (and ``monitor/modes``, ``monitor/hq``,
 ``monitor/hq_chance``, ``monitor/modes_above_chance`` for 2D mixtures; ``monitor/classes``,
-``monitor/class_ratio`` for labelled images when a classifier for them is cached or packaged
--- the monitor never trains one; ``diagnosis.json`` says when class coverage is off and how to
-turn it on) to the row. A condition is announced on stderr the first time it appears, listed
+``monitor/class_ratio`` for labelled images when a classifier for them is cached or packaged,
+at the run's resolution or, images resized, another -- the monitor never trains one;
+``diagnosis.json`` says when class coverage is off and how to turn it on) to the row. A condition is announced on stderr the first time it appears, listed
 in the row's ``monitor/alerts`` while it holds, and recorded in ``diagnosis.json``
 (written when a condition first appears and at the end of training). Divergence also sets
 ``stop_requested``: the loop checkpoints and stops.
@@ -53,6 +53,9 @@ def _clean(x: Any, digits: int | None = 6) -> Any:
     return x
 
 
+MIN_AGREEMENT = 0.5  # the least share of a real sample's labels a classifier must predict to count classes
+
+
 class Monitor:
     """Training-health and mode-collapse monitor (a :class:`~ganforge.training.loop.Trainer` callback).
 
@@ -91,26 +94,37 @@ class Monitor:
             n = self.n_samples or (2500 if data.kind == "points" else 256)
             gen = torch.Generator().manual_seed(self.seed + 7919)
             z = torch.randn(n, trainer.cfg.model.z_dim, generator=gen).to(trainer.device)
-            real = data.x[torch.randperm(len(data.x), generator=gen)[:n]]
+            pick = torch.randperm(len(data.x), generator=gen)[:n]
+            real = data.x[pick]
             real_mpd = mean_pairwise_distance(real, max_samples=1000, seed=0)
             chance = chance_levels(data.modes, data.mode_std) if data.modes is not None else None
             self._ref = (z, real_mpd, data.modes, data.mode_std, chance)
             if self.classes and data.kind == "image" and data.labels is not None and data.num_classes:
-                self._clf = self._classifier(data, real, trainer.device)
+                self._clf = self._classifier(data, real, data.labels[pick], trainer.device)
         return self._ref
 
-    def _classifier(self, data, real: torch.Tensor, device) -> tuple | None:
+    def _classifier(self, data, real: torch.Tensor, labels: torch.Tensor, device) -> tuple | None:
         """The dataset's evaluation classifier if one is cached or packaged (never trained
-        here), with its predictions for the real reference sample; else None and a note."""
-        from ..metrics.features_classifier import build_classifier
+        here; of the nearest resolution, images resized, when none is at the run's), with its
+        predictions for the real reference sample; else None and a note. A classifier that
+        agrees with fewer than :data:`MIN_AGREEMENT` of that sample's labels is not used."""
+        from ..metrics.features_classifier import STACKED_BASE, build_classifier
 
         try:
-            ext = build_classifier(data, train=False, progress=False).to(device)
+            ext = build_classifier(data, train=False, progress=False, any_size=True).to(device)
         except Exception as e:  # noqa: BLE001 -- none cached / damaged / wrong channels: say so, train on
             self.class_note = f"off: {str(e)[:200]}"
             return None
-        self.class_note = f"on: {ext.key} ({ext.info.get('source', 'cache')})"
-        return ext, ext.extract(real.to(device))[1].argmax(1).cpu()
+        pred = ext.extract(real.to(device))[1].argmax(1).cpu()
+        agree = float((pred == labels.cpu()).float().mean())
+        size = int(data.shape[-1])
+        if agree < MIN_AGREEMENT:
+            self.class_note = (f"off: {ext.key} agrees with only {agree:.0%} of a real sample's labels; "
+                               f"`ganforge classifier train {STACKED_BASE.get(data.name, data.name)} --image-size {size}` "
+                               f"trains one for {size}px")
+            return None
+        self.class_note = f"on: {ext.key} ({ext.info.get('source', 'cache')}; {agree:.0%} of a real sample's labels)"
+        return ext, pred
 
     def check(self, trainer) -> dict:
         """Sample statistics of the generator now (see :func:`sample_statistics`), with the
@@ -120,7 +134,7 @@ class Monitor:
         c = sample_statistics(fake, real_mpd, modes, std, chance=chance)
         if self._clf is not None and "nonfinite" not in c:
             ext, real_pred = self._clf
-            c.update(class_statistics(ext.extract(fake)[1].argmax(1).cpu(), real_pred))
+            c.update(class_statistics(ext.extract(fake)[1].argmax(1).cpu(), real_pred, trainer.data.num_classes))
         c["step"] = int(trainer.step)
         return c
 

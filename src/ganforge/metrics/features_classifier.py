@@ -201,6 +201,17 @@ def train_and_cache(dataset: str, image_size: int | None = None, data_dir: str |
     return model, {**info, "sha256": _file_sha256(path), "source": "trained"}
 
 
+def classifier_sizes(dataset: str) -> list[int]:
+    """The resolutions at which a classifier of ``dataset`` is cached or packaged, ascending."""
+    prefix, sizes = classifier_key(dataset, 0)[: -len("0px")], set()
+    for folder in (classifier_dir(), bundled_classifier_dir()):
+        for path in folder.glob(f"{prefix}*px.safetensors") if folder.is_dir() else ():
+            size = path.name[len(prefix) : -len("px.safetensors")]
+            if size.isdigit() and path.with_suffix(".json").is_file():
+                sizes.add(int(size))
+    return sorted(sizes)
+
+
 def get_classifier(dataset: str, image_size: int, data_dir: str | None = None, train: bool = True, progress: bool = True) -> tuple[SmallCNN, dict]:
     """The cached (else packaged) classifier of ``dataset`` at ``image_size``; trained and cached if neither."""
     found = load_classifier(classifier_key(dataset, image_size))
@@ -213,14 +224,17 @@ def get_classifier(dataset: str, image_size: int, data_dir: str | None = None, t
 
 
 class ClassifierFeatures(FeatureExtractor):
-    """Penultimate features and logits of a :class:`SmallCNN`; per channel for stacked data."""
+    """Penultimate features and logits of a :class:`SmallCNN`; per channel for stacked data.
+    With ``input_size``, images are first resized to it (antialiased bilinear, as the datasets
+    are): a classifier of another resolution, for the monitor's class counts only."""
 
     name = "classifier"
     has_logits = True
 
-    def __init__(self, model: SmallCNN, key: str, info: dict | None = None, stacked: bool = False) -> None:
+    def __init__(self, model: SmallCNN, key: str, info: dict | None = None, stacked: bool = False,
+                 input_size: int | None = None) -> None:
         super().__init__(key=key, dim=SmallCNN.feature_dim * (3 if stacked else 1))
-        self.model, self.info, self.stacked = model.eval(), info or {}, stacked
+        self.model, self.info, self.stacked, self.input_size = model.eval(), info or {}, stacked, input_size
 
     def to(self, device) -> "ClassifierFeatures":
         super().to(device)
@@ -228,6 +242,9 @@ class ClassifierFeatures(FeatureExtractor):
         return self
 
     def _features(self, x: torch.Tensor):
+        s = self.input_size
+        if s is not None and tuple(x.shape[-2:]) != (s, s):
+            x = F.interpolate(x.float(), size=(s, s), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
         if not self.stacked:
             return self.model(x)
         b = x.shape[0]
@@ -239,19 +256,26 @@ class ClassifierFeatures(FeatureExtractor):
 
 
 @FEATURES.register("classifier")
-def build_classifier(dataset=None, data_dir: str | None = None, train: bool = True, progress: bool = True, **opts) -> ClassifierFeatures:
-    """Small CNN trained by ganforge on the dataset (offline; not comparable to Inception)."""
+def build_classifier(dataset=None, data_dir: str | None = None, train: bool = True, progress: bool = True,
+                     any_size: bool = False, **opts) -> ClassifierFeatures:
+    """Small CNN trained by ganforge on the dataset (offline; not comparable to Inception).
+    ``any_size`` (with ``train=False``): when none is at hand at the dataset's resolution, the
+    cached or packaged one of the nearest resolution, images resized to it (key
+    ``classifier-<dataset>-<n>px@<size>px``)."""
     if dataset is None or dataset.kind != "image":
         raise GanforgeError("the classifier extractor needs an image dataset (use --features raw for points)")
     name = dataset.name
     stacked = name in STACKED_BASE
     base = STACKED_BASE.get(name, name)
-    size = int(dataset.shape[-1])
-    model, info = get_classifier(base, size, data_dir, train, progress)
-    key = classifier_key(base, size) + ("-stacked" if stacked else "")
+    size = native = int(dataset.shape[-1])
+    sizes = classifier_sizes(base) if any_size and not train else []
+    if sizes and size not in sizes:
+        native = min(sizes, key=lambda n: (abs(n - size), -n))  # nearest; the larger of two
+    model, info = get_classifier(base, native, data_dir, train, progress)
+    key = classifier_key(base, native) + (f"@{size}px" if native != size else "") + ("-stacked" if stacked else "")
     if not stacked and info["channels"] != dataset.shape[0]:
         raise GanforgeError(f"classifier {key} takes {info['channels']} channels, samples have {dataset.shape[0]}")
-    return ClassifierFeatures(model, key, info, stacked)
+    return ClassifierFeatures(model, key, info, stacked, input_size=native if native != size else None)
 
 
 def describe_info(info: dict) -> str:
@@ -261,6 +285,6 @@ def describe_info(info: dict) -> str:
 
 __all__ = [
     "SmallCNN", "train_classifier", "train_and_cache", "get_classifier", "load_classifier", "save_classifier",
-    "ClassifierFeatures", "build_classifier", "classifier_key", "classifier_dir", "bundled_classifier_dir",
+    "ClassifierFeatures", "build_classifier", "classifier_key", "classifier_dir", "bundled_classifier_dir", "classifier_sizes",
     "default_epochs",
 ]
