@@ -7,7 +7,8 @@ and adds ``monitor/diversity_ratio`` (and ``monitor/modes``, ``monitor/hq``,
 ``monitor/hq_chance``, ``monitor/modes_above_chance`` for 2D mixtures; ``monitor/classes``,
 ``monitor/class_ratio`` for labelled images when a classifier for them is cached or packaged,
 at the run's resolution or, images resized, another -- the monitor never trains one;
-``diagnosis.json`` says when class coverage is off and how to turn it on) to the row. A condition is announced on stderr the first time it appears, listed
+``diagnosis.json`` says when class coverage is off and how to turn it on) to the row. A
+condition is announced on stderr the first time it appears, listed
 in the row's ``monitor/alerts`` while it holds, and recorded in ``diagnosis.json``
 (written when a condition first appears and at the end of training). Divergence also sets
 ``stop_requested``: the loop checkpoints and stops.
