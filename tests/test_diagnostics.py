@@ -484,6 +484,17 @@ class _FakeTrainer:
         return self.images[torch.arange(len(z)) % len(self.images)]
 
 
+def _diagnose_generator(cfg, data, images, run_dir) -> dict:
+    """diagnosis.json of a 100-step run whose generator draws ``images``, with balanced losses
+    and a sample check every 10 steps after the image warm-up (25 % of the steps)."""
+    m = Monitor(cfg, check_every=1, verbose=False)
+    t = _FakeTrainer(data, images, cfg, run_dir)
+    for step in range(30, 100, 10):
+        t.step = step
+        m.on_log(t, {"step": step, **BALANCED})
+    return m.diagnosis(t)
+
+
 def test_monitor_counts_classes_with_a_cached_classifier_and_flags_a_two_class_generator(tmp_path, monkeypatch):
     from ganforge.data import load_dataset
     from ganforge.metrics import features_classifier as fc
@@ -502,12 +513,7 @@ def test_monitor_counts_classes_with_a_cached_classifier_and_flags_a_two_class_g
     c = real.check(_FakeTrainer(data, data.x[torch.randperm(len(data.x), generator=torch.Generator().manual_seed(1))], cfg, tmp_path))
     assert c["classes"] == c["classes_real"] == 10 and c["class_ratio"] == 1.0 and real.class_note.startswith("on: classifier-digits-8px")
     two = data.x[(data.labels == 3) | (data.labels == 7)]  # a generator that only draws 3s and 7s
-    collapsed = Monitor(cfg, check_every=1, verbose=False)
-    t = _FakeTrainer(data, two, cfg, tmp_path)
-    for step in range(30, 100, 10):  # checks after the image warm-up (25% of 100 steps)
-        t.step = step
-        collapsed.on_log(t, {"step": step, **BALANCED})
-    d = collapsed.diagnosis(t)
+    d = _diagnose_generator(cfg, data, two, tmp_path)
     assert [c["name"] for c in d["conditions"]] == ["mode_collapse"]
     ev = d["conditions"][0]["evidence"]
     assert ev["sign"] == "low class coverage" and ev["classes"] <= 3 and ev["classes_real"] == 10
@@ -549,10 +555,5 @@ def test_monitor_counts_classes_with_a_classifier_of_another_resolution(tmp_path
     assert real.class_note.startswith("on: classifier-fashion-mnist-28px@32px (bundled; ")
     assert c["classes"] == c["classes_real"] == 10
     two = data.x[(data.labels == 1) | (data.labels == 8)]  # trousers and bags only
-    collapsed = Monitor(cfg, check_every=1, verbose=False)
-    t = _FakeTrainer(data, two, cfg, tmp_path)
-    for step in range(30, 100, 10):
-        t.step = step
-        collapsed.on_log(t, {"step": step, **BALANCED})
-    ev = collapsed.diagnosis(t)["conditions"][0]["evidence"]
+    ev = _diagnose_generator(cfg, data, two, tmp_path)["conditions"][0]["evidence"]
     assert ev["sign"] == "low class coverage" and ev["classes"] <= 3 and ev["classes_real"] == 10
