@@ -28,7 +28,7 @@ against the same baseline; ``recommended`` is the shipped recipe (``ring8.yaml``
 numbers, seconds) and ``OUT/results.md`` (mean ± standard error per configuration). Runs are
 appended to the JSON as they finish; ``--resume`` skips the runs already in it and continues an
 interrupted run or seed ensemble from its last checkpoint (Ctrl-C and SIGTERM write one; stacked
-runs also checkpoint every 2,000 steps, seed ensembles every seed every 1,000). ``--merge A/results.json B/results.json --out C`` combines finished sets (one per
+runs also checkpoint every 2,000 steps, toy runs and seed ensembles every 1,000). ``--merge A/results.json B/results.json --out C`` combines finished sets (one per
 core or per session) into one table.
 
 ``--refine drs|langevin|mh`` also scores, for every 2D run, 2,500 *D-guided* samples
@@ -133,14 +133,14 @@ NUM_MODES = {"ring8": 8, "grid25": 25, **{d: 1000 for d in STACKED}}
 RUN_DEFAULTS = ["train.progress=false", "train.monitor=false", "train.sample_every=0",
                 "train.checkpoint_every=0", "train.log_every=100"]
 STACKED_CHECKPOINT_EVERY = 2_000  # stacked runs take an hour or more: an interrupted one continues (--resume)
-ENSEMBLE_CHECKPOINT_EVERY = 1_000  # so does a seed ensemble of toy runs (15-30 min on one core)
+TOY_CHECKPOINT_EVERY = 1_000  # so do toy runs: a seed ensemble takes 15-30 min on one core, one unrolled run ~17
 STACKED_SAMPLES = 26_000  # Stacked MNIST protocol (VEEGAN / PacGAN)
 TWO_D_SAMPLES = 2_500
 
 
 def overrides_for(dataset: str, config: str, steps: int | None, threads: int, seed: int, extra=(),
-                  device: str = "cpu", ensemble: bool = False) -> tuple[str, list[str]]:
-    """(recipe, overrides) of one run (``ensemble``: of a seed trained in a seed ensemble)."""
+                  device: str = "cpu") -> tuple[str, list[str]]:
+    """(recipe, overrides) of one run (alone or as a seed of a seed ensemble: the same)."""
     if config not in CONFIGS:
         raise SystemExit(f"unknown config {config!r}; valid: {', '.join(CONFIGS)}")
     if config == "recommended":
@@ -151,9 +151,8 @@ def overrides_for(dataset: str, config: str, steps: int | None, threads: int, se
         ov.append(f"train.steps={steps}")
     # --set comes after the run defaults (so it can turn the monitor or checkpoints back on) and
     # before device/threads/seed, which the benchmark's own options set
-    every = STACKED_CHECKPOINT_EVERY if dataset in STACKED else ENSEMBLE_CHECKPOINT_EVERY if ensemble else 0
-    ckpt = [f"train.checkpoint_every={every}"] if every else []
-    ov += [*RUN_DEFAULTS, *ckpt, *extra, f"train.device={device}", f"train.threads={threads}", f"train.seed={seed}"]
+    every = STACKED_CHECKPOINT_EVERY if dataset in STACKED else TOY_CHECKPOINT_EVERY
+    ov += [*RUN_DEFAULTS, f"train.checkpoint_every={every}", *extra, f"train.device={device}", f"train.threads={threads}", f"train.seed={seed}"]
     return (RECOMMENDED if config == "recommended" else RECIPE)[dataset], ov
 
 
@@ -225,7 +224,7 @@ def run_group(jobs: list[dict]) -> list[dict]:
     seed as :func:`run_one` does. The ensemble's seed s equals the sequential run of seed s up
     to float rounding (tests/test_ensemble.py); ``train_s`` / ``train_cpu_s`` are the
     ensemble's seconds divided by the number of seeds (``ensemble_train_s``: the whole). Every
-    seed is checkpointed each ``ENSEMBLE_CHECKPOINT_EVERY`` steps and on Ctrl-C; with
+    seed is checkpointed each ``TOY_CHECKPOINT_EVERY`` steps and on Ctrl-C; with
     ``--resume`` an interrupted ensemble continues from its checkpoints."""
     if len(jobs) == 1:
         return [run_one(jobs[0])]
@@ -238,8 +237,7 @@ def run_group(jobs: list[dict]) -> list[dict]:
 
     j0 = jobs[0]
     dataset, config, seeds = j0["dataset"], j0["config"], [j["seed"] for j in jobs]
-    recipe, ov = overrides_for(dataset, config, j0["steps"], j0["threads"], seeds[0], j0.get("set", ()), j0.get("device", "cpu"),
-                               ensemble=True)
+    recipe, ov = overrides_for(dataset, config, j0["steps"], j0["threads"], seeds[0], j0.get("set", ()), j0.get("device", "cpu"))
     parent = Path(j0["runs"]) / dataset / config
     names = [f"seed{s}" for s in seeds]
     point = resume_point([parent / n for n in names]) if j0.get("resume") else None

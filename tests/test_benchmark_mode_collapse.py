@@ -179,8 +179,9 @@ def test_an_interrupted_seed_ensemble_continues_with_resume(bench, tmp_path, sig
     ref = bench.run_group([j | {"resume": False, "runs": str(tmp_path / "ref")} for j in jobs])
     assert "resumed_from" not in ref[0]
     assert [(r["modes"], r["hq"], r["rkl"]) for r in recs] == [(r["modes"], r["hq"], r["rkl"]) for r in ref]
-    _, ov = bench.overrides_for("ring8", "baseline", None, 1, 0, ensemble=True)
-    assert f"train.checkpoint_every={bench.ENSEMBLE_CHECKPOINT_EVERY}" in ov
+    for config in ("baseline", "unrolled"):  # a toy run alone checkpoints too (an unrolled one takes ~17 min)
+        _, ov = bench.overrides_for("ring8", config, None, 1, 0)
+        assert ov.count(f"train.checkpoint_every={bench.TOY_CHECKPOINT_EVERY}") == 1
 
 
 @pytest.mark.parametrize("calibrate", [0, 20])

