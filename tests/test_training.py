@@ -271,3 +271,22 @@ def test_cuda_graph_off_cuda_runs_eagerly_with_a_warning(tmp_path):
 def test_unknown_optimiser_kernel_is_an_error():
     with pytest.raises(ConfigError, match="unknown train.fused"):
         resolve("ring8", ["train.fused=fast"])
+
+
+def test_each_phase_computes_gradients_for_its_own_net_only(tmp_path):
+    """The G phase's backward runs through D but computes no gradient for D's weights (it was
+    discarded at D's next zero_grad anyway); each phase still fills its own net's gradients."""
+    from ganforge.training import loop
+
+    tr = loop.Trainer(tiny("ring8", "train.steps=1"), tmp_path / "r")
+    fired = []
+    for name in ("d", "g"):
+        for p in tr.modules[name].parameters():
+            p.register_hook(lambda grad, name=name: fired.append(name))
+    ctx = loop.Context(modules=tr.modules, cfg=tr.cfg, real=tr.stream.next, z=tr.z, stats=tr.stats)
+    ctx.step, ctx.log_step = 0, False
+    tr.iteration(ctx)
+    n_d, n_g = (sum(1 for _ in tr.modules[k].parameters()) for k in ("d", "g"))
+    assert [p.module for p in tr.method.phases] == ["d", "g"]
+    assert fired == ["d"] * n_d + ["g"] * n_g
+    assert all(p.grad is not None for k in ("d", "g") for p in tr.modules[k].parameters())

@@ -158,6 +158,7 @@ class Trainer:
         capturable = t.cuda_graph and self.device.type == "cuda"
         self.optims = {k: build_optimizer(opt_cfg.get(k, cfg.optim.d), self.modules[k].parameters(), impl, capturable)
                        for k in trained}
+        self._phase_params = {k: [p for g in o.param_groups for p in g["params"]] for k, o in self.optims.items()}
         self.scheds = {k: build_scheduler(opt_cfg.get(k, cfg.optim.d), o, t.steps) for k, o in self.optims.items()}
         G = self.modules[self.method.generator]
         self.ema = EMA(G, t.ema) if t.ema > 0 else None
@@ -326,7 +327,9 @@ class Trainer:
                 with self.autocast:
                     loss = phase.loss(ctx)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                # gradients for this phase's optimiser only: the G phase's backward through D
+                # skips D's weight gradients (they were thrown away at D's next zero_grad)
+                loss.backward(inputs=self._phase_params[phase.module])
                 if self.dist is not None:  # --- distributed: mean gradient over ranks
                     self.dist.sync_grads(module)
                 if ctx.log_step:
