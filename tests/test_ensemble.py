@@ -231,3 +231,24 @@ def test_ensemble_resume_refuses_missing_or_uneven_checkpoints(tmp_path):
         train_ensemble(tiny("train.steps=6"), [0, 1], tmp_path / "e", resume=True)
     with pytest.raises(CheckpointError, match="nothing to resume"):
         train_ensemble(tiny(), [0, 1], tmp_path / "new", resume=True)
+
+
+def test_maxout_piece_max_matches_amax_and_routes_the_gradient_to_the_winning_pieces():
+    """The ensemble's maxout reduction: forward = amax over the pieces; backward = the output
+    gradient at every piece equal to the max (float64 NumPy reference), ties included."""
+    import numpy as np
+
+    from ganforge.training.ensemble_nets import _MaxPieces
+
+    torch.manual_seed(0)
+    y = torch.randn(2, 3, 4, 5)  # [S, pieces, out, N]
+    y[0, 2, 1, 3] = y[0, 0, 1, 3] = y[0, :, 1, 3].max() + 1  # an exact tie between pieces 0 and 2
+    y.requires_grad_(True)
+    g = torch.randn(2, 4, 5)
+    out = _MaxPieces.apply(y)
+    (grad,) = torch.autograd.grad(out, y, g)
+    yn, gn = y.detach().double().numpy(), g.double().numpy()
+    np.testing.assert_array_equal(out.detach().numpy(), y.detach().amax(1).numpy())
+    want = np.where(yn == yn.max(1, keepdims=True), gn[:, None], 0.0)
+    np.testing.assert_allclose(grad.double().numpy(), want, rtol=0, atol=0)
+    assert grad[0, 0, 1, 3] == grad[0, 2, 1, 3] == g[0, 1, 3]  # each tied piece gets the whole gradient

@@ -35,7 +35,8 @@ class _MaxPieces(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: Tensor) -> Tensor:
         y, out = ctx.saved_tensors
-        return (y == out.unsqueeze(1)).to(g.dtype).mul_(g.unsqueeze(1))
+        # eq writes its 0/1 straight into a float tensor: no bool mask, no conversion pass
+        return torch.eq(y, out.unsqueeze(1), out=torch.empty_like(y, dtype=g.dtype)).mul_(g.unsqueeze(1))
 
 
 def _piece_major(t: Tensor, out: int, pieces: int) -> Tensor:
