@@ -79,7 +79,7 @@ class Maxout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.linear(x)  # [N, out * pieces]
         # max, not amax: same values, and its backward routes the gradient by the argmax index
-        # (amax's compares, counts and divides among ties; ~15% of a plain ring8 step on a CPU)
+        # (amax's compares, counts and divides among ties: 26% of a plain ring8 run's CPU time, docs/benchmarks.md)
         return y.reshape(*y.shape[:-1], self.out_features, self.pieces).max(-1).values  # [N, out]
 
     def extra_repr(self) -> str:
