@@ -94,8 +94,13 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "smooth": ("one-sided label smoothing, real target 0.9 (Salimans et al. 2016)", ["loss.real_label=0.9"]),
     "flip": ("label flipping, 5% of D's labels swapped", ["loss.flip=0.05"]),
     "sn": ("spectral norm in D (Miyato et al. 2018)", ["model.d.spectral_norm=true"]),
-    "wgangp": ("WGAN-GP, lambda 10, n_critic 5, Adam (0.5, 0.9) (Gulrajani et al. 2017)",
-               ["loss.name=wgan-gp", "loss.penalty_weight=10", "optim.n_critic=5", "optim.g.beta2=0.9", "optim.d.beta2=0.9"]),
+    # WGAN-GP: lambda 0.1 is the authors' value for their 2D toy data (gan_toy.py in their code, noting a
+    # larger lambda needs more critic steps); 10 is the paper's image value, kept as wgangp-l10 (an
+    # ablation: on ring8 it scored 3.0 modes, 0.4% HQ in 4,000 steps; 0.1 kept all 8 on 3 of 3 seeds).
+    "wgangp": ("WGAN-GP, lambda 0.1 (the authors' 2D value), n_critic 5, Adam (0.5, 0.9) (Gulrajani et al. 2017)",
+               ["loss.name=wgan-gp", "loss.penalty_weight=0.1", "optim.n_critic=5", "optim.g.beta2=0.9", "optim.d.beta2=0.9"]),
+    "wgangp-l10": ("WGAN-GP with the paper's image-scale lambda 10",
+                   ["loss.name=wgan-gp", "loss.penalty_weight=10", "optim.n_critic=5", "optim.g.beta2=0.9", "optim.d.beta2=0.9"]),
     "dragan": ("DRAGAN penalty, lambda 10 (Kodali et al. 2017)", ["loss.penalty=dragan", "loss.penalty_weight=10"]),
     "r1": ("R1 penalty, gamma 1 (weight gamma/2 = 0.5) (Mescheder et al. 2018)", ["loss.penalty=r1", "loss.penalty_weight=0.5"]),
     "r2": ("R2 penalty at generated points, gamma 1 (weight gamma/2 = 0.5) (Mescheder et al. 2018)",
@@ -119,7 +124,8 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
                 "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]),
     "recommended": ("ganforge's shipped recipe (ring8.yaml / grid25.yaml / stacked-digits.yaml / stacked-fashion.yaml)", []),
 }
-ALL_2D_CONFIGS = list(CONFIGS)
+ABLATIONS = ("wgangp-l10",)  # run on request only: --configs all is the remedy matrix without them
+ALL_2D_CONFIGS = [c for c in CONFIGS if c not in ABLATIONS]
 
 # PacGAN Table 1 (best reported), for the table's comparison line.
 PUBLISHED = {
@@ -606,7 +612,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
         for c, (desc, ov) in CONFIGS.items():
-            print(f"{c:12s} {desc}\n{'':12s} {' '.join(ov) or '(no overrides)'}")
+            note = " (ablation: not in 'all')" if c in ABLATIONS else ""
+            print(f"{c:12s} {desc}{note}\n{'':12s} {' '.join(ov) or '(no overrides)'}")
         return 0
     if args.quick:
         args.datasets = args.datasets if args.datasets != "ring8,grid25" else "ring8"
@@ -617,7 +624,7 @@ def main(argv=None) -> int:
     for d in datasets:
         if d not in RECIPE:
             raise SystemExit(f"unknown dataset {d!r}; valid: {', '.join(RECIPE)}")
-    configs = list(CONFIGS) if args.configs == "all" else [c.strip() for c in args.configs.split(",") if c.strip()]
+    configs = ALL_2D_CONFIGS if args.configs == "all" else [c.strip() for c in args.configs.split(",") if c.strip()]
     for c in configs:
         if c not in CONFIGS:
             raise SystemExit(f"unknown config {c!r}; valid: {', '.join(CONFIGS)} (or all)")
