@@ -39,6 +39,18 @@ def test_configs_resolve(bench):
             assert cfg.data.name == ds and cfg.train.threads == 1 and not cfg.train.monitor
 
 
+def test_all_is_the_matrix_without_its_ablations(bench):
+    """--configs all runs every remedy once; wgangp-l10 (lambda 10) is on request and differs from wgangp only in lambda."""
+    from ganforge.config import resolve
+
+    assert "wgangp-l10" in bench.CONFIGS and "wgangp-l10" not in bench.ALL_2D_CONFIGS
+    assert [c for c in bench.CONFIGS if c not in bench.ALL_2D_CONFIGS] == list(bench.ABLATIONS)
+    toy, image = (resolve(*bench.overrides_for("ring8", c, None, 1, 0)) for c in ("wgangp", "wgangp-l10"))
+    assert (toy.loss.name, toy.loss.penalty_weight, image.loss.penalty_weight) == ("wgan-gp", 0.1, 10.0)
+    image.loss.penalty_weight = 0.1
+    assert image == toy
+
+
 def test_set_overrides_run_defaults_but_not_seed(bench):
     """--set can turn the benchmark's run defaults back (monitor, checkpoints); seeds stay the benchmark's."""
     from ganforge.config import resolve
