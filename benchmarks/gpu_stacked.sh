@@ -15,7 +15,7 @@
 # (device tool: first, here, `mkdir -p .fmnist && cp /usr/share/datasets/fashion-mnist/*.gz .fmnist/
 # && echo /.fmnist/ >> .git/info/exclude`, then carry .fmnist and give the call BUDGET_S + 60 s.)
 # MATRIX=grid25 (or ring8,grid25) also runs the remedy matrix on the same GPU in the same budget:
-# MATRIX_CONFIGS (default every named configuration but `recommended`) x 10 seeds, each
+# MATRIX_CONFIGS (default every named configuration but `recommended` and the ablations) x 10 seeds, each
 # configuration's seeds as one seed ensemble, MATRIX_JOBS (default 3) processes, 1 CPU thread
 # each, eager (no CUDA graphs), into RESULTS/matrix (COPY gets matrix-results.json/.md); resumed
 # like the stacked runs (MATRIX_SEEDS, MATRIX_ARGS: e.g. "--steps 20"). SEEDS=0 runs the matrix
@@ -35,7 +35,7 @@ if [ "${TESTS:-0}" = 1 ]; then
 fi
 t0=$(date +%s)
 if [ -n "${MATRIX:-}" ]; then
-  configs=${MATRIX_CONFIGS:-$(python3 benchmarks/mode_collapse.py --list | grep -v '^ ' | awk '{print $1}' | grep -vx recommended | paste -sd, -)}
+  configs=${MATRIX_CONFIGS:-$(python3 benchmarks/mode_collapse.py --list | grep -v '^ ' | grep -v ablation | awk '{print $1}' | grep -vx recommended | paste -sd, -)}
   ( timeout ${BUDGET_S:-480} python3 benchmarks/mode_collapse.py --datasets "$MATRIX" --configs "$configs" \
       --seeds ${MATRIX_SEEDS:-10} --jobs ${MATRIX_JOBS:-3} --threads 1 --device "$dev" --resume --no-progress --out "$out/matrix" ${MATRIX_ARGS:-} \
       >> "$out/matrix-log.txt" 2>&1
