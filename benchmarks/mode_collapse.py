@@ -544,6 +544,42 @@ def write_results(json_path: Path, md_path: Path, records: list[dict], datasets:
     md_path.write_text(markdown(records, datasets, configs, meta))
 
 
+def _settings(overrides: list[str]) -> dict[str, str]:
+    """KEY -> VALUE of an override list (the last one wins, as in ganforge.config)."""
+    return dict(o.split("=", 1) for o in overrides if "=" in o)
+
+
+def reconcile(runs: list[dict], source: str) -> list[dict]:
+    """``runs`` with each run filed under the named configuration its overrides match now.
+
+    A configuration's definition can change after runs were recorded under its name (round 22:
+    ``wgangp`` went from lambda 10 to 0.1 and the old runs became ``wgangp-l10``). A run whose
+    recorded overrides disagree with its configuration is relabelled to the one configuration
+    with the same keys that it does match; if there is none, this stops with a one-line error
+    instead of mixing two settings in one row."""
+    out = []
+    for r in runs:
+        c = r.get("config")
+        if c not in CONFIGS or c == "recommended" or "overrides" not in r:
+            out.append(r)
+            continue
+        have = _settings(r["overrides"])
+
+        def fits(name: str) -> bool:
+            return all(have.get(k) == v for k, v in _settings(CONFIGS[name][1]).items())
+
+        if not fits(c):
+            keys = set(_settings(CONFIGS[c][1]))
+            match = [n for n in CONFIGS if n != "recommended" and set(_settings(CONFIGS[n][1])) == keys and fits(n)]
+            if len(match) != 1:
+                wrong = ", ".join(f"{k}={have.get(k)} (now {v})" for k, v in _settings(CONFIGS[c][1]).items() if have.get(k) != v)
+                raise SystemExit(f"{source}: {r['dataset']}/{c}/seed {r['seed']} was trained with {wrong}; "
+                                 f"{c} is defined differently now: rerun it, or rename its config in that file")
+            r = {**r, "config": match[0]}
+        out.append(r)
+    return out
+
+
 def merge(files: list[str], command: str) -> tuple[list[dict], list[str], list[str], dict]:
     """The runs of several results.json files as one record set, plus the datasets and configs
     they cover (in the benchmark's order) and a meta block naming every source's command."""
@@ -559,7 +595,7 @@ def merge(files: list[str], command: str) -> tuple[list[dict], list[str], list[s
         except (ValueError, KeyError, TypeError) as e:
             raise SystemExit(f"--merge: {f} is not a mode_collapse results.json ({e}); pass OUT/results.json of a benchmark run")
         metas.append(meta)
-        for r in runs:
+        for r in reconcile(runs, f):
             keyed[(r["dataset"], r["config"], r["seed"])] = r
     records = list(keyed.values())
     datasets = [d for d in RECIPE if any(r["dataset"] == d for r in records)]
@@ -642,7 +678,7 @@ def main(argv=None) -> int:
     earlier_ceiling: dict = {}
     if args.resume and json_path.is_file():
         earlier = json.loads(json_path.read_text())
-        records = [r for r in earlier["runs"] if "error" not in r]
+        records = reconcile([r for r in earlier["runs"] if "error" not in r], str(json_path))
         earlier_ceiling = earlier.get("meta", {}).get("ceiling", {})
     done = {(r["dataset"], r["config"], r["seed"]) for r in records}
     seeds = range(args.seed_offset, args.seed_offset + args.seeds)

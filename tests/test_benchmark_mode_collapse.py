@@ -139,6 +139,31 @@ def test_merge_combines_results_files(bench, tmp_path):
         bench.main(["--merge", str(tmp_path / "bad.json"), "--out", str(out)])
 
 
+def test_merge_files_runs_under_the_config_their_overrides_match(bench, tmp_path):
+    """A run recorded under a configuration that was redefined since (wgangp: lambda 10 -> 0.1) is
+    filed under the configuration it matches (wgangp-l10); one that matches none is a one-line error."""
+    def run(config, seed, overrides):
+        return {"dataset": "ring8", "config": config, "seed": seed, "steps": 4000, "samples": 2500, "modes": 8, "hq": 50.0,
+                "rkl": 0.1, "spread": 1.0, "target_met": False, "train_s": 60.0, "train_cpu_s": 59.0, "overrides": overrides}
+
+    def wgan(weight, *extra):
+        _, ov = bench.overrides_for("ring8", "wgangp", None, 1, 0)
+        return [o if not o.startswith("loss.penalty_weight=") else f"loss.penalty_weight={weight}" for o in ov] + list(extra)
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps({"meta": {"command": "old"}, "runs": [run("wgangp", 0, wgan(10)), run("wgangp", 1, wgan(10))]}))
+    # an override given last (--set) wins, as in the config: this run is lambda 0.1
+    new.write_text(json.dumps({"meta": {"command": "new"}, "runs": [run("wgangp", 0, wgan(10, "loss.penalty_weight=0.1"))]}))
+    out = tmp_path / "merged"
+    assert bench.main(["--merge", str(old), str(new), "--out", str(out)]) == 0
+    got = sorted((r["config"], r["seed"]) for r in json.loads((out / "results.json").read_text())["runs"])
+    assert got == [("wgangp", 0), ("wgangp-l10", 0), ("wgangp-l10", 1)]
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"meta": {}, "runs": [run("wgangp", 2, wgan(3))]}))
+    with pytest.raises(SystemExit, match=r"wgangp/seed 2 was trained with loss.penalty_weight=3 \(now 0.1\)"):
+        bench.main(["--merge", str(odd), "--out", str(out)])
+
+
 def test_resume_continues_an_interrupted_run(bench, tmp_path, monkeypatch):
     """--resume continues a run from its last checkpoint (counting its earlier seconds); Ctrl-C keeps the run."""
     import ganforge
