@@ -96,7 +96,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "sn": ("spectral norm in D (Miyato et al. 2018)", ["model.d.spectral_norm=true"]),
     # WGAN-GP: lambda 0.1 is the authors' value for their 2D toy data (gan_toy.py in their code, noting a
     # larger lambda needs more critic steps); 10 is the paper's image value, kept as wgangp-l10 (an
-    # ablation: on ring8 it scored 3.0 modes, 0.4% HQ in 4,000 steps; 0.1 kept all 8 on 3 of 3 seeds).
+    # ablation: on ring8 it scored 3.0 modes, 0.4% HQ in 4,000 steps; 0.1 kept all 8 on 10 of 10 seeds).
     "wgangp": ("WGAN-GP, lambda 0.1 (the authors' 2D value), n_critic 5, Adam (0.5, 0.9) (Gulrajani et al. 2017)",
                ["loss.name=wgan-gp", "loss.penalty_weight=0.1", "optim.n_critic=5", "optim.g.beta2=0.9", "optim.d.beta2=0.9"]),
     "wgangp-l10": ("WGAN-GP with the paper's image-scale lambda 10",
