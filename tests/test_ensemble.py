@@ -41,7 +41,8 @@ def close(a: dict, b: dict, atol=2e-5, rtol=1e-4):
      "remedies.pull_away=0.1", "remedies.pack=1"],
     # WGAN-GP with n_critic 2 (interpolates from each seed's RNG); R2
     ["loss.name=wgan-gp", "optim.n_critic=2", "remedies.top_k=0"],
-    ["loss.name=ns", "loss.penalty=r2", "loss.penalty_weight=1"],
+    # R2, with the PacGAN authors' N(0, 0.02^2) initial weights
+    ["loss.name=ns", "loss.penalty=r2", "loss.penalty_weight=1", "model.g.init_std=0.02", "model.d.init_std=0.02"],
     # weight clipping (a bound of 0.01 leaves G gradients near Adam's eps, where rounding decides the step)
     ["loss.name=wgan", "remedies.top_k=0", "loss.clip=0.5"],
 ])

@@ -219,6 +219,48 @@ def test_init_dcgan_reaches_spectral_normed_weights():
     assert abs(w.std().item() - 0.02) < 0.001
 
 
+def _weight_layers(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+
+
+@pytest.mark.parametrize("sn", [False, True])
+def test_mlp_init_std_draws_normal_weights_and_zero_biases(sn):
+    """model.*.init_std = s > 0: every weight ~ N(0, s^2), biases 0 (PacGAN's 2D setup: s = 0.02),
+    maxout units included; spectral norm is fitted to those weights."""
+    G = build_generator(g_cfg("mlp", width=400, depth=4, init_std=0.02), 2, (2,))
+    D = build_discriminator(d_cfg("mlp", width=200, depth=3, maxout=5, norm="none", init_std=0.02, spectral_norm=sn), (8,))
+    assert isinstance(D.body[0], Maxout)
+    for net in (G, D):
+        for m in _weight_layers(net):
+            w = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            if w.numel() >= 40_000:
+                assert abs(w.std().item() - 0.02) < 0.001 and abs(w.mean().item()) < 0.001
+            if m.bias is not None:
+                assert torch.all(m.bias == 0)
+    if sn:  # the power-iteration vectors belong to the N(0, 0.02^2) weights: sigma(W / sigma_hat) ~ 1
+        D.train()
+        D(torch.randn(4, 8))
+        for m in _weight_layers(D):
+            assert _sigma(m) == pytest.approx(1.0, abs=0.05)
+
+
+def test_init_std_default_keeps_each_familys_initialisation():
+    torch.manual_seed(1)
+    default = build_discriminator(d_cfg("mlp", width=200, depth=2, norm="none"), (2,))
+    bound = 1 / np.sqrt(200)  # PyTorch's Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    w = default.body[2].weight  # the 200 -> 200 layer
+    assert w.abs().max().item() <= bound and w.std().item() == pytest.approx(bound / np.sqrt(3), rel=0.02)
+    D = build_discriminator(d_cfg(width=32, norm="none", init_std=0.05), (3, 32, 32))
+    convs = [m for m in _weight_layers(D) if m.weight.numel() >= 10_000]
+    assert convs and all(abs(m.weight.std().item() - 0.05) < 0.003 for m in convs)
+
+
+def test_init_std_must_not_be_negative():
+    with pytest.raises(ConfigError) as e:
+        build_generator(g_cfg("mlp", init_std=-0.1), 2, (2,))
+    assert "model.g.init_std must be >= 0" in _one_line(e)
+
+
 # --------------------------------------------------------------------------- spectral norm
 
 

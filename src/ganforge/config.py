@@ -45,6 +45,7 @@ class NetConfig:
     dropout: float = 0.0  # dropout probability in hidden layers
     categories: int = 0  # MLP generator: z[:, 0] -> one of K equiprobable one-hot codes (disconnected modes); 0: off
     code_scale: float = 1.0  # with categories: factor on the z_dim - 1 continuous coordinates G sees
+    init_std: float = 0.0  # > 0: weights ~ N(0, init_std^2), biases 0 (DCGAN, PacGAN: 0.02); 0: the family's own (dcgan 0.02, mlp PyTorch's)
 
 
 def _default_g() -> NetConfig:

@@ -93,6 +93,8 @@ def validate(cfg: NetConfig, where: str) -> None:
         raise ConfigError(f"{where}.categories must be 0 (off) or at least 2, got {cfg.categories}")
     if not cfg.code_scale > 0:
         raise ConfigError(f"{where}.code_scale must be > 0, got {cfg.code_scale}")
+    if not cfg.init_std >= 0:
+        raise ConfigError(f"{where}.init_std must be >= 0 (0: the family's default initialisation), got {cfg.init_std}")
 
 
 def _check_shape(shape: tuple[int, ...], what: str) -> tuple[int, ...]:

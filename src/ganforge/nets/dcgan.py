@@ -18,7 +18,7 @@ The first layer of G and the head of D are computed as one matmul each
 discriminator of Miyato et al. 2018). A conv has a bias only when ``norm='none'`` (a bias
 before BatchNorm is cancelled by it); with ``norm='batch'`` and ``width=64`` the 64 x 64
 nets are exactly pytorch/examples' dcgan (3,576,704 G / 2,765,568 D parameters for
-z_dim=100, 3 channels). Weights: ``init_dcgan_`` (N(0, 0.02); norm scales N(1, 0.02)).
+z_dim=100, 3 channels). Weights: ``init_dcgan_`` (N(0, 0.02), or ``init_std``; norm scales N(1, the same)).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class DCGANGenerator(Generator):
             layers += _hidden(cfg, True, ch[i])
         layers += [nn.ConvTranspose2d(ch[-1], c, 4, 2, 1, bias=bias), nn.Tanh()]  # [N, C, S, S]
         self.net = nn.Sequential(*layers)
-        init_dcgan_(self)
+        init_dcgan_(self, cfg.init_std or 0.02)
         spectral_norm_(self, cfg.spectral_norm)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ class DCGANDiscriminator(Discriminator):
             nn.Unflatten(1, (ch[-1], base, base)),
             DenseConv2d(ch[-1], 1, base, 1, 0, bias=bias),  # [N, 1, 1, 1], as a linear map
         )
-        init_dcgan_(self)
+        init_dcgan_(self, cfg.init_std or 0.02)
         spectral_norm_(self, cfg.spectral_norm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

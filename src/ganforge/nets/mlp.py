@@ -18,7 +18,9 @@ Norms: BatchNorm in an MLP discriminator is allowed, but ``norm=none`` is the us
 there (BN couples the samples of a batch, which interacts with gradient penalties and makes
 D's score of one sample depend on the rest of its batch).
 
-Weights keep PyTorch's default initialisation. A hidden linear layer has a bias only when
+Weights keep PyTorch's default initialisation unless ``init_std > 0``: then weights ~ N(0,
+init_std^2), biases 0, norm scales ~ N(1, init_std^2) (``init_dcgan_``; the PacGAN authors' 2D
+runs use 0.02 for G and D). A hidden linear layer has a bias only when
 no norm follows it (a bias before BatchNorm is cancelled by the mean subtraction).
 """
 
@@ -29,7 +31,7 @@ from torch import nn
 
 from ..config import NetConfig
 from .base import Discriminator, Generator, NetFamily, numel, register_family
-from .layers import Maxout, activation, norm1d, spectral_norm_
+from .layers import Maxout, activation, init_dcgan_, norm1d, spectral_norm_
 
 
 def hidden_stack(cfg: NetConfig, in_features: int, maxout: int = 0) -> nn.Sequential:
@@ -50,6 +52,13 @@ def hidden_stack(cfg: NetConfig, in_features: int, maxout: int = 0) -> nn.Sequen
             layers.append(nn.Dropout(cfg.dropout))
         n = cfg.width
     return nn.Sequential(*layers)
+
+
+def _init(net: nn.Module, cfg: NetConfig) -> None:
+    """``cfg.init_std`` initialisation (when > 0), then spectral norm (fitted to those weights)."""
+    if cfg.init_std > 0:
+        init_dcgan_(net, cfg.init_std)
+    spectral_norm_(net, cfg.spectral_norm)
 
 
 class CategoricalCode(nn.Module):
@@ -110,7 +119,7 @@ class MLPGenerator(Generator):
         n = cfg.width if cfg.depth else n_in
         self.out = nn.Linear(n, numel(self.out_shape))
         self.images = len(self.out_shape) > 1
-        spectral_norm_(self, cfg.spectral_norm)
+        _init(self, cfg)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode(self.code(z))
@@ -131,7 +140,7 @@ class MLPDiscriminator(Discriminator):
         self.body = hidden_stack(cfg, numel(self.in_shape), maxout=cfg.maxout)
         self.n_features = cfg.width if cfg.depth else numel(self.in_shape)
         self.head = nn.Linear(self.n_features, 1)
-        spectral_norm_(self, cfg.spectral_norm)
+        _init(self, cfg)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x.flatten(1))  # [N, F]
