@@ -416,7 +416,16 @@ def test_low_quality_run_is_flagged_with_evidence_and_remedies(tmp_path, one_thr
     assert [c["name"] for c in summarize(run.run_dir)["conditions"]] == ["low_quality"]
 
 
-def test_monitor_leaves_training_unchanged_and_handles_images(tmp_path):
+@pytest.mark.parametrize("cached", [False, True])
+def test_monitor_leaves_training_unchanged_and_handles_images(tmp_path, monkeypatch, cached):
+    """Also when a digits classifier is cached: loading it initialises a module from the global
+    RNG, which draws the training latents (the monitor forks the RNG around its checks)."""
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    if cached:  # an untrained one: loaded (RNG drawn), then refused for its agreement with the labels
+        from ganforge.metrics import features_classifier as fc
+
+        info = {"dataset": "digits", "image_size": 16, "channels": 1, "num_classes": 10, "test_accuracy": 0.1, "epochs": 0}
+        fc.save_classifier(fc.SmallCNN(1, 10), info, fc.classifier_key("digits", 16))
     fast = ["train.steps=8", "train.log_every=1", "train.progress=false", "train.batch=16", "data.limit=128",
             "model.g.width=8", "model.d.width=8", "train.checkpoint_every=0", "train.sample_every=0"]
     on = ganforge.train("digits-dcgan", out=tmp_path / "on", overrides=fast)
@@ -425,6 +434,7 @@ def test_monitor_leaves_training_unchanged_and_handles_images(tmp_path):
     assert not (off.run_dir / "diagnosis.json").exists()
     d = json.loads((on.run_dir / "diagnosis.json").read_text())
     assert d["summary"]["checks"] == 2 and "diversity_ratio" in d["summary"] and "modes" not in d["summary"]
+    assert ("classifier-digits-16px agrees with only" in d["summary"]["class_coverage"]) == cached
 
 
 def test_diverging_run_stops_with_a_diagnosis(tmp_path):
