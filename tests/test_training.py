@@ -194,6 +194,32 @@ def test_evaluation_during_training_keeps_best_checkpoint(tmp_path):
     assert ckpt["step"] == [r["step"] for r in rows if r["eval/rkl"] == best][0]
 
 
+def test_callbacks_leave_the_run_unchanged(tmp_path, monkeypatch):
+    """Evaluation during training (its classifier is initialised from the global RNG before its
+    weights load) and a callback drawing from every RNG leave the run as it is without them."""
+    import random
+
+    from ganforge.metrics import features_classifier as fc
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    info = {"dataset": "digits", "image_size": 8, "channels": 1, "num_classes": 10, "test_accuracy": 0.1, "epochs": 0}
+    fc.save_classifier(fc.SmallCNN(1, 10), info, fc.classifier_key("digits", 8))
+
+    class Greedy:
+        def on_log(self, trainer, row):
+            torch.randn(7), np.random.rand(3), random.random()
+
+    fast = ["train.steps=6", "train.log_every=1", "train.progress=false", "train.batch=16", "data.limit=128",
+            "model.g.width=8", "model.d.width=8", "train.checkpoint_every=0", "train.sample_every=0",
+            "train.monitor=false", "data.image_size=8"]
+    plain = ganforge.train("digits-dcgan", out=tmp_path / "plain", overrides=fast)
+    ev = ganforge.train("digits-dcgan", out=tmp_path / "eval", callbacks=[Greedy()],
+                        overrides=fast + ["eval.every=2", "eval.metrics=fid", "eval.n=64", "eval.features=classifier"])
+    assert [r["step"] for r in ev.metrics() if "eval/fid" in r] == [2, 4, 6]
+    assert torch.equal(plain.sample(4), ev.sample(4))
+    assert [r["loss/d"] for r in plain.metrics()] == [r["loss/d"] for r in ev.metrics()]
+
+
 def test_eval_every_without_metrics_is_an_error():
     with pytest.raises(ConfigError, match="eval.metrics is empty"):
         resolve("ring8", ["eval.every=10"])

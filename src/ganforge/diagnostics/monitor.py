@@ -13,10 +13,9 @@ in the row's ``monitor/alerts`` while it holds, and recorded in ``diagnosis.json
 (written when a condition first appears and at the end of training). Divergence also sets
 ``stop_requested``: the loop checkpoints and stops.
 
-The monitor draws its latents and reference data from private generators and runs each
-check inside ``torch.random.fork_rng`` (loading a classifier initialises a module from the
-global RNG, which draws the training latents), so it leaves the training RNG streams (and
-hence the run) unchanged.
+The monitor draws its latents and reference data from private generators, and the training
+loop restores the RNG states after its callbacks (loading a classifier initialises a module
+from the global RNG, which draws the training latents), so it leaves the run unchanged.
 """
 
 from __future__ import annotations
@@ -146,12 +145,8 @@ class Monitor:
         cannot be sampled from latents alone (e.g. image-to-image translation)."""
         if self._no_checks:
             return None
-        dev = torch.device(trainer.device)
         try:
-            # the global RNG draws the training latents: building the classifier (nn.Module
-            # initialisation) must not advance it, nor anything else a check does
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                return self.check(trainer)
+            return self.check(trainer)
         except Exception as e:  # noqa: BLE001 -- the monitor must never break training
             self._no_checks = True
             self._say(f"ganforge monitor: sample checks off ({type(e).__name__}: {str(e)[:100]}); loss-based checks go on")

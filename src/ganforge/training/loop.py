@@ -306,11 +306,17 @@ class Trainer:
         return save_image_grid(x, out)
 
     def _log(self, row: dict[str, Any], bar: tqdm) -> None:
-        for cb in self.callbacks:
-            if hasattr(cb, "on_log"):
-                extra = cb.on_log(self, row)
-                if extra:
-                    row.update(extra)
+        # callbacks leave the RNG streams as they found them: the global RNG draws the training
+        # latents, and loading a classifier or Inception (monitor, eval.every) initialises modules from it
+        state = rng_state()
+        try:
+            for cb in self.callbacks:
+                if hasattr(cb, "on_log"):
+                    extra = cb.on_log(self, row)
+                    if extra:
+                        row.update(extra)
+        finally:
+            set_rng_state(state)
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         post = {k.split("/")[-1] if k.startswith("loss/") else k: f"{row[k]:.3f}" for k in ("loss/d", "loss/g", "d/real", "d/fake") if k in row}
