@@ -15,7 +15,7 @@ from ganforge.losses import bce_d_loss, ns_g_loss
 from ganforge.methods import METHODS, Context, Stats
 from ganforge.methods.madgan import MixtureGenerator, madgan_d_loss, madgan_g_loss, real_log_odds
 from ganforge.methods.mrgan import geometric_term
-from ganforge.methods.unrolled import unrolled_discriminator
+from ganforge.methods.unrolled import AdamUpdate, sgd_update, unrolled_discriminator
 from ganforge.training import Interrupted
 
 
@@ -124,7 +124,7 @@ def test_unrolled_g_loss_is_against_a_copy_of_d_after_k_sgd_steps_on_the_same_ba
     import copy
 
     k, lr = 3, 0.5
-    cfg = tiny("ring8", f"remedies.unrolled_steps={k}", f"remedies.unrolled_lr={lr}")
+    cfg = tiny("ring8", f"remedies.unrolled_steps={k}", f"remedies.unrolled_lr={lr}", "remedies.unrolled_optimizer=sgd")
     torch.manual_seed(0)
     m = METHODS.get("unrolled")(cfg, (2,), torch.device("cpu"))
     G, D = m.modules["g"], m.modules["d"]
@@ -145,6 +145,100 @@ def test_unrolled_g_loss_is_against_a_copy_of_d_after_k_sgd_steps_on_the_same_ba
     want = ns_g_loss(D2(fake), LossConfig())
     torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
     assert abs(want.item() - plain.item()) > 1e-4  # the k steps moved D
+
+
+def _trained_adam(D, steps=3, lr=0.05, betas=(0.5, 0.999), weight_decay=0.0):
+    """D's Adam after a few real steps on random data, so its moments and step count are not trivial."""
+    opt = torch.optim.Adam(D.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+    for _ in range(steps):
+        opt.zero_grad()
+        x = torch.randn(16, 2, dtype=next(D.parameters()).dtype)
+        bce_d_loss(D(x + 1), D(x - 1), LossConfig()).backward()
+        opt.step()
+    return opt
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_unrolled_adam_g_loss_is_against_a_copy_of_d_and_its_adam_after_k_real_adam_steps(weight_decay):
+    """The default surrogate continues D's own Adam: G's loss equals its NS loss under a deep
+    copy of D whose copied torch.optim.Adam (same moments, step count, lr) took k real steps
+    on the same batches; the real D and its optimiser state are left as they were."""
+    import copy
+
+    k = 3
+    cfg = tiny("ring8", f"remedies.unrolled_steps={k}", "optim.d.beta1=0.5", f"optim.d.weight_decay={weight_decay}")
+    assert cfg.remedies.unrolled_optimizer == "adam" and cfg.remedies.unrolled_lr == 0
+    torch.manual_seed(0)
+    m = METHODS.get("unrolled")(cfg, (2,), torch.device("cpu"))
+    G, D = m.modules["g"], m.modules["d"]
+    opt = _trained_adam(D, lr=0.05, weight_decay=weight_decay)
+    saved_d = copy.deepcopy(D.state_dict())
+    saved_opt = copy.deepcopy(opt.state_dict())
+    real, z = torch.randn(16, 2), torch.randn(16, cfg.model.z_dim)
+    ctx = Context(m.modules, cfg, real=lambda: real, z=lambda n: z[:n], stats=Stats(), optims={"d": opt})
+    loss = next(p for p in m.phases if p.module == "g").loss(ctx)
+    with torch.no_grad():
+        fake = G(z)
+    D2 = copy.deepcopy(D)
+    opt2 = torch.optim.Adam(D2.parameters(), lr=0.05, betas=(0.5, 0.999), weight_decay=weight_decay)
+    opt2.load_state_dict(copy.deepcopy(saved_opt))
+    for _ in range(k):
+        opt2.zero_grad()
+        bce_d_loss(D2(real), D2(fake), LossConfig()).backward()
+        opt2.step()
+    want = ns_g_loss(D2(fake), LossConfig())
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    assert abs(want.item() - ns_g_loss(D(fake), LossConfig()).item()) > 1e-4  # the unroll moved D
+    for key, v in D.state_dict().items():
+        assert torch.equal(v, saved_d[key])
+    for p, st in zip(D.parameters(), saved_opt["state"].values()):
+        assert torch.equal(opt.state[p]["exp_avg"], st["exp_avg"]) and torch.equal(opt.state[p]["step"], st["step"])
+
+
+def test_unrolled_adam_moves_d_as_far_as_real_steps_where_sgd_at_the_same_lr_barely_moves_it():
+    """Why the default unrolls Adam: at D's lr, SGD's surrogate step is lr * |g| (tiny for a
+    small gradient), Adam's about lr per weight whatever the gradient's scale."""
+    torch.manual_seed(0)
+    D = LinearD()
+    opt = _trained_adam(D, lr=1e-4)
+    x = torch.randn(64, 2, dtype=torch.float64)
+    d_loss = lambda f: 1e-3 * bce_d_loss(f(x + 1), f(x - 1), LossConfig())  # a D loss with small gradients
+    probe = torch.randn(32, 2, dtype=torch.float64)
+    moved = {}
+    for name, update in (("sgd", sgd_update(1e-4)),
+                         ("adam", AdamUpdate(dict(D.named_parameters()), opt, 1e-4, (0.9, 0.999)))):
+        moved[name] = (unrolled_discriminator(D, d_loss, 5, update)(probe) - D(probe)).abs().max().item()
+    assert moved["adam"] > 1e-4  # about k * lr * |x|
+    assert moved["sgd"] < moved["adam"] / 100
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_unrolled_adam_gradient_matches_finite_differences(k):
+    """G's gradient through k differentiable Adam steps (moments included) against central
+    finite differences of the same float64 computation."""
+    D, G, real, z_d, z_g = _unrolled_setup(k)
+    opt = _trained_adam(D, lr=0.1, betas=(0.5, 0.999))
+
+    def loss_fn():
+        update = AdamUpdate(dict(D.named_parameters()), opt, 0.1, (0.5, 0.999), weight_decay=0.01)
+        d_loss = lambda f: bce_d_loss(f(real), f(G(z_d)), LossConfig())
+        return ns_g_loss(unrolled_discriminator(D, d_loss, k, update)(G(z_g)), LossConfig())
+
+    got = _grads(loss_fn(), G)
+    fd, eps = [], 1e-6
+    for p in G.parameters():
+        for i in range(p.numel()):
+            vals = []
+            for s in (eps, -eps):
+                with torch.no_grad():
+                    p.view(-1)[i] += s
+                vals.append(loss_fn().item())
+                with torch.no_grad():
+                    p.view(-1)[i] -= s
+            fd.append((vals[0] - vals[1]) / (2 * eps))
+    np.testing.assert_allclose(got.numpy(), fd, rtol=1e-5, atol=1e-8)
+    plain = _grads(ns_g_loss(D(G(z_g)), LossConfig()), G)
+    assert (got - plain).abs().max() > 1e-3
 
 
 def _g_phase_loss(cfg, method_name, seed=0):

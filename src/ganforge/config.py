@@ -87,7 +87,8 @@ class RemedyConfig:
     instance_noise_steps: int = 0  # steps over which instance noise anneals to 0; 0: all of training
     pack: int = 1  # PacGAN (Lin et al. 2018): D judges `pack` samples at once; 1: off
     unrolled_steps: int = 0  # unrolled GAN (Metz et al. 2016): G's loss through k differentiable D updates; 0: off
-    unrolled_lr: float = 1e-4  # unrolled GAN: SGD step size of the surrogate D updates
+    unrolled_optimizer: str = "adam"  # unrolled GAN: surrogate D updates: adam (D's own Adam and its state, as the authors' code) | sgd
+    unrolled_lr: float = 0.0  # unrolled GAN: step size of the surrogate D updates; 0: D's current learning rate
     pull_away: float = 0.0  # EBGAN pull-away term weight on G's features (Zhao et al. 2017); 0: off
     generators: int = 3  # MAD-GAN (method madgan): number of generators k
     mrgan_lambda1: float = 0.2  # MRGAN (method mrgan): weight of the geometric (reconstruction) term

@@ -59,8 +59,13 @@ def check_remedies(cfg: Experiment, method: str) -> None:
         raise ConfigError(f"remedies.top_k must lie in [0, 1] (the fraction of fakes kept at the end; 0: off), got {r.top_k}")
     if not 0 < r.top_k_decay <= 1:
         raise ConfigError(f"remedies.top_k_decay must lie in (0, 1], got {r.top_k_decay}")
-    if not r.unrolled_lr > 0:
-        raise ConfigError(f"remedies.unrolled_lr must be positive, got {r.unrolled_lr}")
+    if not r.unrolled_lr >= 0:
+        raise ConfigError(f"remedies.unrolled_lr must be >= 0 (0: D's learning rate), got {r.unrolled_lr}")
+    if r.unrolled_optimizer not in ("adam", "sgd"):
+        raise ConfigError(f"remedies.unrolled_optimizer must be adam or sgd, got {r.unrolled_optimizer!r}")
+    if r.unrolled_steps and r.unrolled_optimizer == "adam" and cfg.optim.d.name != "adam":
+        raise ConfigError(f"remedies.unrolled_optimizer=adam unrolls D's Adam but optim.d.name is {cfg.optim.d.name!r}; "
+                          "set remedies.unrolled_optimizer=sgd or optim.d.name=adam")
     if r.code_balance < 0:
         raise ConfigError(f"remedies.code_balance must be >= 0 (0: off), got {r.code_balance}")
     if r.code_balance and not (cfg.model.g.name == "mlp" and cfg.model.g.categories):

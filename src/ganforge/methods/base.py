@@ -70,6 +70,7 @@ class Context:
     stats: Stats
     step: int = 0
     log_step: bool = False  # True on steps whose statistics are logged (report extras here)
+    optims: dict[str, torch.optim.Optimizer] = field(default_factory=dict)  # the trainer's optimisers, by module key
 
 
 @dataclass

@@ -16,7 +16,7 @@ from ..nets import build_generator
 from ..regularizers import REGULARIZERS
 from ..remedies import Remedies
 from .base import METHODS, Context, Method, Phase
-from .unrolled import unrolled_discriminator
+from .unrolled import surrogate_update, unrolled_discriminator
 
 
 @METHODS.register("standard")
@@ -58,7 +58,8 @@ def build_standard(cfg: Experiment, shape: tuple[int, ...], device: torch.device
         Dk = D
         if k:  # the surrogate D's steps see one real batch and G's own fakes (still attached to G)
             real_in = R.d_input(ctx.real(), ctx)
-            Dk = unrolled_discriminator(D, lambda f: adv.d_loss(f(real_in), f(fake_in), cfg.loss), k, cfg.remedies.unrolled_lr)
+            update = surrogate_update(cfg, D, ctx.optims.get("d"))
+            Dk = unrolled_discriminator(D, lambda f: adv.d_loss(f(real_in), f(fake_in), cfg.loss), k, update)
         loss = adv.g_loss(R.g_logits(Dk(fake_in), ctx), cfg.loss)  # top-k training keeps D's k best fakes
         ctx.stats.report("loss/g", loss)
         return loss + R.g_terms(ctx, D, fake_in)

@@ -348,7 +348,7 @@ class Trainer:
 
     def fit(self) -> None:
         t = self.cfg.train
-        ctx = Context(modules=self.modules, cfg=self.cfg, real=self.stream.next, z=self.z, stats=self.stats)
+        ctx = Context(modules=self.modules, cfg=self.cfg, real=self.stream.next, z=self.z, stats=self.stats, optims=self.optims)
         for m in self.modules.values():
             m.train()
         bar = tqdm(total=t.steps, initial=self.step, disable=not (t.progress and self.is_main), desc=self.cfg.name, unit="step",
