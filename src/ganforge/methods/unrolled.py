@@ -82,9 +82,12 @@ class AdamUpdate:
         self.v: list[Tensor | None] = []
         for p in params.values():
             s = state.get(p, {})
-            self.t.append(s["step"].detach().clone() if torch.is_tensor(s.get("step")) else float(s.get("step", 0)))
-            self.m.append(s["exp_avg"].detach().clone() if "exp_avg" in s else None)
-            self.v.append(s["exp_avg_sq"].detach().clone() if "exp_avg_sq" in s else None)
+            step = s.get("step", 0)
+            # a CPU step count becomes a Python number (scalar bias corrections, fewer tensor ops);
+            # a device one (capturable Adam, CUDA graphs) stays a tensor: reading it would sync
+            self.t.append(step.detach().clone() if torch.is_tensor(step) and step.device.type != "cpu" else float(step))
+            self.m.append(s["exp_avg"].detach() if "exp_avg" in s else None)  # never written to: no copy needed
+            self.v.append(s["exp_avg_sq"].detach() if "exp_avg_sq" in s else None)
 
     def __call__(self, params: dict[str, Tensor], grads: list[Tensor | None]) -> dict[str, Tensor]:
         out = {}
@@ -96,12 +99,14 @@ class AdamUpdate:
                 g = g + self.wd * p
             m0, v0 = self.m[i], self.v[i]
             self.t[i] = t = self.t[i] + 1
-            self.m[i] = m = (1 - self.b1) * g if m0 is None else self.b1 * m0 + (1 - self.b1) * g
-            self.v[i] = v = (1 - self.b2) * g * g if v0 is None else self.b2 * v0 + (1 - self.b2) * g * g
+            # m = b1 m0 + (1 - b1) g and v = b2 v0 + (1 - b2) g^2, as lerps (one op each)
+            self.m[i] = m = (1 - self.b1) * g if m0 is None else torch.lerp(m0, g, 1 - self.b1)
+            self.v[i] = v = (1 - self.b2) * g.square() if v0 is None else torch.lerp(v0, g.square(), 1 - self.b2)
             bc1, bc2 = 1 - self.b1**t, 1 - self.b2**t
             # sqrt's derivative is infinite at 0: clamp first (v = 0 only where every gradient so far was 0)
-            denom = v.clamp_min(1e-30).sqrt() / (bc2**0.5) + self.eps
-            out[n] = p - (self.lr / bc1) * m / denom
+            denom = (v / bc2).clamp_min(1e-30).sqrt().add(self.eps)
+            out[n] = torch.addcdiv(p, m, denom, value=-self.lr / bc1) if isinstance(bc1, float) and isinstance(self.lr, float) \
+                else p - (self.lr / bc1) * m / denom
         return out
 
 
