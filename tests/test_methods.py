@@ -117,6 +117,15 @@ def test_unrolled_leaves_batchnorm_statistics_of_d_alone():
     assert changed == []  # the surrogate runs on cloned buffers: D's running statistics are untouched
 
 
+def _ns_loss_after_real_steps(D, opt, k, real, fake):
+    """G's NS loss on ``fake`` after ``opt`` took k real steps of D's BCE loss on (real, fake)."""
+    for _ in range(k):
+        opt.zero_grad()
+        bce_d_loss(D(real), D(fake), LossConfig()).backward()
+        opt.step()
+    return ns_g_loss(D(fake), LossConfig())
+
+
 def test_unrolled_g_loss_is_against_a_copy_of_d_after_k_sgd_steps_on_the_same_batches():
     """The loss value: G's NS loss on its fakes, scored by a deep copy of D that a real
     torch.optim.SGD trained k steps on D's BCE loss of one real batch and those same fakes
@@ -137,12 +146,7 @@ def test_unrolled_g_loss_is_against_a_copy_of_d_after_k_sgd_steps_on_the_same_ba
     with torch.no_grad():
         fake = G(z)
     D2, plain = copy.deepcopy(D), ns_g_loss(D(fake), LossConfig())
-    opt = torch.optim.SGD(D2.parameters(), lr=lr)
-    for _ in range(k):
-        opt.zero_grad()
-        bce_d_loss(D2(real), D2(fake), LossConfig()).backward()
-        opt.step()
-    want = ns_g_loss(D2(fake), LossConfig())
+    want = _ns_loss_after_real_steps(D2, torch.optim.SGD(D2.parameters(), lr=lr), k, real, fake)
     torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
     assert abs(want.item() - plain.item()) > 1e-4  # the k steps moved D
 
@@ -182,11 +186,7 @@ def test_unrolled_adam_g_loss_is_against_a_copy_of_d_and_its_adam_after_k_real_a
     D2 = copy.deepcopy(D)
     opt2 = torch.optim.Adam(D2.parameters(), lr=0.05, betas=(0.5, 0.999), weight_decay=weight_decay)
     opt2.load_state_dict(copy.deepcopy(saved_opt))
-    for _ in range(k):
-        opt2.zero_grad()
-        bce_d_loss(D2(real), D2(fake), LossConfig()).backward()
-        opt2.step()
-    want = ns_g_loss(D2(fake), LossConfig())
+    want = _ns_loss_after_real_steps(D2, opt2, k, real, fake)
     torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
     assert abs(want.item() - ns_g_loss(D(fake), LossConfig()).item()) > 1e-4  # the unroll moved D
     for key, v in D.state_dict().items():
