@@ -141,15 +141,24 @@ def test_gp_evaluates_at_per_sample_interpolates(shape):
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_dragan_perturbs_near_real_data(shape):
+    """x_hat = real + alpha * 0.5 * std(real) * u with u ~ U[0, 1] per element and alpha ~
+    U[0, 1] per sample, drawn in that order (the authors' code): replayed from the same RNG
+    state in float64 NumPy-style arithmetic, and the draws' distributions checked."""
     torch.manual_seed(2)
     D = Recorder(Linear(shape))
     real, fake = batches(shape)
+    state = torch.get_rng_state()
     get_regularizer("dragan")(D, real, fake)
     (x_hat,) = D.seen
-    u = (x_hat - real) / (0.5 * real.numpy().std())  # numpy std: ddof=0 over the whole batch
-    assert (u >= 0).all() and (u <= 1).all()
-    assert (u.flatten(1).std(1) > 0).all()  # drawn per element, not per sample
-    assert stats.kstest(u.numpy().ravel(), "uniform").pvalue > 1e-3  # u ~ U[0, 1]
+    torch.set_rng_state(state)
+    u = torch.rand(real.shape, dtype=real.dtype).numpy()
+    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), dtype=real.dtype).numpy()
+    want = real.double().numpy() + alpha * 0.5 * real.numpy().std() * u  # numpy std: ddof=0 over the batch
+    np.testing.assert_allclose(x_hat.numpy(), want, rtol=1e-12, atol=1e-12)
+    assert stats.kstest(u.ravel(), "uniform").pvalue > 1e-3
+    step = (x_hat - real).numpy().reshape(real.shape[0], -1) / (0.5 * real.numpy().std())  # alpha * u per sample
+    assert (step >= 0).all() and (step <= 1).all()
+    assert (step.std(1) > 0).all()  # u is drawn per element, not per sample
 
 
 @pytest.mark.parametrize("name", NAMES)

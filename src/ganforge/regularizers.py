@@ -109,16 +109,18 @@ DRAGAN_TARGET = 1.0  # target gradient norm k (paper: k = 1)
 def dragan_penalty(D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
     """DRAGAN (Kodali et al. 2017): E[(||grad D(x_hat)|| - 1)^2] near the real data.
 
-    x_hat = real + 0.5 * std(real) * u, u ~ U[0, 1] per element (torch global RNG), where
-    std(real) is one number: the population std (ddof=0) of the whole real batch, as
-    ``X.std()`` in the authors' code. Constants: scale 0.5 (DRAGAN_SCALE), target norm
-    k = 1 (DRAGAN_TARGET); paper weight lambda = 10. The paper writes the perturbation as
-    delta ~ N(0, cI); the authors' code uses this uniform, std-scaled form (and then a
-    further random interpolate between x and x_hat, which is not done here).
-    ``fake`` is ignored.
+    As the authors' code: a perturbed batch x_p = real + 0.5 * std(real) * u, u ~ U[0, 1]
+    per element, then x_hat = real + alpha * (x_p - real), alpha ~ U[0, 1] per sample (drawn
+    in that order from torch's global RNG). std(real) is one number: the population std
+    (ddof=0) of the whole real batch, as ``X.std()`` there. Constants: scale 0.5
+    (DRAGAN_SCALE), target norm k = 1 (DRAGAN_TARGET); paper weight lambda = 10. The paper
+    writes the perturbation as delta ~ N(0, cI); the code's uniform, std-scaled and
+    interpolated form is what its results used. ``fake`` is ignored.
     """
     real = real.detach()
     std = real.std(unbiased=False)  # scalar over the whole batch
-    x_hat = real + DRAGAN_SCALE * std * torch.rand_like(real)  # [N, ...]
+    u = torch.rand_like(real)  # [N, ...]
+    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), dtype=real.dtype, device=real.device)  # [N, 1, ...]
+    x_hat = real + alpha * (DRAGAN_SCALE * std * u)
     norm = gradient_norm(D, x_hat)  # [N]
     return ((norm - DRAGAN_TARGET) ** 2).mean()

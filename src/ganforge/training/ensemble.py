@@ -178,10 +178,13 @@ class _Ensemble:
         elif name == "gp":  # interpolates, eps ~ U[0, 1] per sample
             eps = torch.stack([torch.rand((real.shape[1], *ones), dtype=real.dtype, device=real.device, generator=g) for g in gens])
             x = eps * real + (1 - eps) * fake
-        else:  # dragan: the real batch perturbed by 0.5 * its std * U[0, 1] per element
+        else:  # dragan: towards the real batch perturbed by 0.5 * its std * U[0, 1] per element, alpha ~ U[0, 1] per sample
             std = real.flatten(1).std(1, unbiased=False).reshape(S, 1, *ones)
-            u = torch.stack([torch.rand(real.shape[1:], dtype=real.dtype, device=real.device, generator=g) for g in gens])
-            x = real + DRAGAN_SCALE * std * u
+            u, alpha = [], []
+            for g in gens:  # per seed: u first, then alpha, as regularizers.dragan_penalty draws them
+                u.append(torch.rand(real.shape[1:], dtype=real.dtype, device=real.device, generator=g))
+                alpha.append(torch.rand((real.shape[1], *ones), dtype=real.dtype, device=real.device, generator=g))
+            x = real + torch.stack(alpha) * (DRAGAN_SCALE * std * torch.stack(u))
         x = x.requires_grad_(True)
         (grad,) = torch.autograd.grad(self.D.discriminator(x).sum(), x, create_graph=True)  # per sample: seeds and samples independent
         if name in ("r1", "r2"):
