@@ -115,6 +115,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
                      ["method=unrolled", "remedies.unrolled_steps=5", "remedies.unrolled_optimizer=sgd", "remedies.unrolled_lr=1e-4"]),
     "madgan": ("MAD-GAN, 3 generators (Ghosh et al. 2018)", ["method=madgan", "remedies.generators=3"]),
     "mrgan": ("MRGAN, lambda1 0.2, lambda2 0.4 (Che et al. 2017)", ["method=mrgan"]),
+    "mdgan": ("MDGAN: MRGAN's manifold and diffusion steps, lambda 0.2 (Che et al. 2017, sec. 3.3)", ["method=mdgan"]),
     "pullaway": ("EBGAN pull-away term, weight 0.1 (Zhao et al. 2017)", ["remedies.pull_away=0.1"]),
     "topk": ("top-k training: G's loss on the k fakes D scores highest, k from the batch down to half (Sinha et al. 2020)",
              ["remedies.top_k=0.5"]),

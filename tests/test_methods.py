@@ -11,6 +11,7 @@ from torch import nn
 
 import ganforge
 from ganforge.config import LossConfig, resolve
+from ganforge.errors import ConfigError
 from ganforge.losses import bce_d_loss, ns_g_loss
 from ganforge.methods import METHODS, Context, Stats
 from ganforge.methods.madgan import MixtureGenerator, madgan_d_loss, madgan_g_loss, real_log_odds
@@ -361,6 +362,41 @@ def test_mrgan_losses_are_adversarial_plus_geometric_plus_mode_terms():
     assert all(g is not None for g in torch.autograd.grad(e_loss, list(E.parameters())))
 
 
+def test_mdgan_phases_are_the_manifold_and_diffusion_steps():
+    """Each phase's loss against a hand computation with the method's own modules: D1 on x vs
+    G(E(x)); G and E on -log D1(G(E(x))) + lambda ||x - G(E(x))||^2; D2 on G(E(x)) vs G(z);
+    G on -log D2(G(z)). The steps train the right module and D1, D2 are different nets."""
+    cfg = tiny("ring8", "method=mdgan", "remedies.mrgan_lambda1=0.3")
+    torch.manual_seed(0)
+    m = METHODS.get("mdgan")(cfg, (2,), torch.device("cpu"))
+    G, E, D1, D2 = (m.modules[k] for k in ("g", "e", "d", "d2"))
+    assert D1 is not D2 and not torch.equal(next(D1.parameters()), next(D2.parameters()))
+    assert [(p.name, p.module) for p in m.phases] == [("D", "d"), ("Gm", "g"), ("E", "e"), ("D2", "d2"), ("G", "g")]
+    real, z = torch.randn(16, 2), torch.randn(16, 2)
+    ctx = Context(m.modules, cfg, real=lambda: real, z=lambda n: z[:n], stats=Stats())
+    losses = {p.name: p.loss(ctx) for p in m.phases}
+    sp = lambda t: F.softplus(t).mean()  # -log sigmoid(-t), averaged
+    rec = G(E(real))
+    torch.testing.assert_close(losses["D"], sp(-D1(real)) + sp(D1(rec)))
+    manifold = sp(-D1(rec)) + 0.3 * (real - rec).pow(2).sum(1).mean()
+    torch.testing.assert_close(losses["Gm"], manifold)
+    torch.testing.assert_close(losses["E"], manifold)
+    torch.testing.assert_close(losses["D2"], sp(-D2(rec)) + sp(D2(G(z))))
+    torch.testing.assert_close(losses["G"], sp(-D2(G(z))))
+    assert torch.autograd.grad(losses["E"], list(E.parameters()))[0].abs().sum() > 0
+    assert all(g is None for g in torch.autograd.grad(losses["G"], list(E.parameters()) + list(D1.parameters()), allow_unused=True))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["loss.penalty=r1"], "mdgan does not apply loss penalties"),
+    (["loss.name=wgan"], "mdgan does not apply loss penalties"),
+    (["remedies.historical_averaging=0.1"], "not supported by method 'mdgan'"),
+])
+def test_mdgan_rejects_what_it_does_not_apply(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        METHODS.get("mdgan")(tiny("ring8", "method=mdgan", *extra), (2,), torch.device("cpu"))
+
+
 # --------------------------------------------------------------------------- dry runs
 
 
@@ -378,13 +414,13 @@ def _check_run(run, n=5):
     ["remedies.minibatch_discrimination=4", "remedies.mbd_dim=3"], ["remedies.minibatch_std=true"],
     ["remedies.feature_matching=1"], ["remedies.historical_averaging=0.1"], ["remedies.instance_noise=0.1"],
     ["remedies.pack=4"], ["remedies.unrolled_steps=2"], ["remedies.pull_away=0.1"],
-    ["method=madgan"], ["method=mrgan"], ["method=unrolled", "remedies.unrolled_steps=1", "loss.penalty=gp"],
+    ["method=madgan"], ["method=mrgan"], ["method=mdgan"], ["method=unrolled", "remedies.unrolled_steps=1", "loss.penalty=gp"],
     ["remedies.top_k=0.5", "remedies.top_k_decay=0.5"],
 ])
 def test_dry_run_of_each_remedy_on_ring8(extra, tmp_path):
     rows = _check_run(ganforge.train(tiny("ring8", *extra), out=tmp_path / "r"))
     key = {"feature_matching": "remedy/feature_matching", "historical": "remedy/hist_avg_d",
-           "pull_away": "remedy/pull_away", "madgan": "madgan/which_acc", "mrgan": "mrgan/geometric_g",
+           "pull_away": "remedy/pull_away", "madgan": "madgan/which_acc", "mrgan": "mrgan/geometric_g", "mdgan": "mdgan/geometric_g",
            "top_k": "remedy/top_k"}
     for k, v in key.items():
         if k in extra[0]:
@@ -410,7 +446,7 @@ def test_madgan_run_loads_as_a_mixture_that_samples_like_the_trainer(tmp_path):
 
 
 @pytest.mark.parametrize("extra", [["remedies.historical_averaging=0.5", "remedies.instance_noise=0.2"],
-                                   ["method=madgan", "optim.n_critic=2"]])
+                                   ["method=madgan", "optim.n_critic=2"], ["method=mdgan"]])
 def test_resume_equals_uninterrupted(extra, tmp_path):
     args = ["train.steps=8", "train.log_every=2"] + extra
     full = ganforge.train(tiny("ring8", *args), out=tmp_path / "full")

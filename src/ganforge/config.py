@@ -91,7 +91,7 @@ class RemedyConfig:
     unrolled_lr: float = 0.0  # unrolled GAN: step size of the surrogate D updates; 0: D's current learning rate
     pull_away: float = 0.0  # EBGAN pull-away term weight on G's features (Zhao et al. 2017); 0: off
     generators: int = 3  # MAD-GAN (method madgan): number of generators k
-    mrgan_lambda1: float = 0.2  # MRGAN (method mrgan): weight of the geometric (reconstruction) term
+    mrgan_lambda1: float = 0.2  # MRGAN (methods mrgan, mdgan): weight of the geometric (reconstruction) term
     mrgan_lambda2: float = 0.4  # MRGAN (method mrgan): weight of the mode-regularizer term
     top_k: float = 0.0  # Sinha et al. 2020: G's loss on the k fakes D scores highest, k annealed from the batch to top_k * batch; 0: off
     top_k_decay: float = 0.99  # top-k training: k = batch * max(top_k, top_k_decay ** (step / 100)) (0.99 per epoch in the paper)

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from .methods.base import Context
 
 # remedies that only some methods support: name -> methods that do
-ONLY_FOR = {"unrolled_steps": ("standard", "unrolled"), "code_balance": ("standard", "unrolled")}
+ONLY_FOR = {"unrolled_steps": ("standard", "unrolled"), "code_balance": ("standard", "unrolled"),
+            "historical_averaging": ("standard", "unrolled", "madgan", "mrgan")}
 
 
 # --------------------------------------------------------------------------- checks

@@ -16,8 +16,8 @@ direction and, more generally, G's adversarial loss of ``loss.name`` evaluated a
 averaged over the batch. lambda1, lambda2 = ``remedies.mrgan_lambda1``/``mrgan_lambda2``
 (paper: 0.2, 0.4).
 
-Not implemented: the two-step manifold-diffusion variant (MDGAN, a second discriminator
-between G(E(x)) and G(z)). E has ``model.d``'s architecture (its features) with a linear
+The paper's two-step manifold-diffusion training is the method ``mdgan`` (:func:`mdgan`
+below). E has ``model.d``'s architecture (its features) with a linear
 map to z_dim; it is module ``e``, trained in its own phase after G's (the training loop
 gives modules other than g the ``optim.d`` settings). D's remedies and G's extra terms of
 ``cfg.remedies`` apply as in the standard method; unrolling does not.
@@ -29,8 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from ..config import Experiment
+from ..errors import ConfigError
 from ..losses import get_loss
-from ..nets import build_discriminator
+from ..nets import build_discriminator, build_generator
 from ..nets.minibatch import feature_count
 from ..remedies import Remedies
 from .base import METHODS, Context, Method, Phase
@@ -82,3 +83,78 @@ def mrgan(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> Meth
     method.phases.append(Phase("E", "e", lambda ctx: regularizers(ctx, "e")))
     method.modules["e"] = E
     return method
+
+
+@METHODS.register("mdgan")
+def mdgan(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> Method:
+    """Manifold-diffusion GAN (Che et al. 2017, sec. 3.3): an encoder and two discriminators.
+
+    Each iteration runs the paper's two steps, with G's adversarial loss of ``loss.name``
+    (ns: -log D) and lambda = ``remedies.mrgan_lambda1``:
+
+    - manifold step: D1 learns x (real) against G(E(x)) (fake); G and E, each in its own
+      phase, minimise  -log D1(G(E(x))) + lambda ||x - G(E(x))||_2^2,  which pulls the
+      reconstructions onto the data manifold;
+    - diffusion step: D2 learns G(E(x)) (as "real") against G(z); G minimises -log D2(G(z)),
+      which spreads G(z) over the manifold as the reconstructions of the data are spread.
+
+    Modules: ``g``, ``e`` (:class:`Encoder`), ``d`` (D1) and ``d2`` (D2; both built like
+    ``model.d`` with D's remedies, both trained with ``optim.d``). Statistics: ``loss/d`` and
+    ``d/real`` come from D1 (on data), ``loss/d2`` and ``d/fake`` from D2 (on G(z), the
+    samples), ``loss/g`` is the diffusion step's G loss. D's input remedies (noise, packing)
+    apply to both discriminators; top-k training, feature matching and pull-away to the
+    diffusion step's G loss (against D2); loss penalties, weight clipping, historical
+    averaging, unrolling and code balancing do not.
+    """
+    if cfg.loss.penalty or get_loss(cfg.loss.name).penalty or get_loss(cfg.loss.name).clip:
+        raise ConfigError(f"method mdgan does not apply loss penalties or weight clipping (loss.name={cfg.loss.name!r}, "
+                          f"loss.penalty={cfg.loss.penalty!r}); use loss.name=ns with no loss.penalty")
+    R = Remedies(cfg, "mdgan")
+    G = build_generator(cfg.model.g, cfg.model.z_dim, shape).to(device)
+    E = Encoder(cfg, shape).to(device)
+    D1 = R.discriminator(cfg.model.d, shape).to(device)  # manifold: x vs G(E(x))
+    D2 = R.discriminator(cfg.model.d, shape).to(device)  # diffusion: G(E(x)) vs G(z)
+    adv = get_loss(cfg.loss.name)
+    lam, B = cfg.remedies.mrgan_lambda1, cfg.train.batch
+
+    def d1_loss(ctx: Context) -> Tensor:
+        x = ctx.real()
+        with torch.no_grad():
+            rec = G(E(x))
+        real_logits, rec_logits = D1(R.d_input(x, ctx)), D1(R.d_input(rec, ctx))
+        loss = adv.d_loss(real_logits, rec_logits, cfg.loss)
+        ctx.stats.report("loss/d", loss)
+        ctx.stats.report("d/real", torch.sigmoid(real_logits))
+        ctx.stats.report("logits/real", real_logits)
+        return loss
+
+    def manifold_loss(ctx: Context, who: str) -> Tensor:
+        x = ctx.real()
+        rec = G(E(x))
+        geo = geometric_term(x, rec)
+        fool = adv.g_loss(D1(R.d_input(rec, ctx)), cfg.loss)
+        ctx.stats.report(f"mdgan/geometric_{who}", geo)
+        ctx.stats.report(f"mdgan/manifold_{who}", fool)
+        return fool + lam * geo
+
+    def d2_loss(ctx: Context) -> Tensor:
+        with torch.no_grad():
+            target, fake = G(E(ctx.real())), G(ctx.z(B))
+        target_logits, fake_logits = D2(R.d_input(target, ctx)), D2(R.d_input(fake, ctx))
+        loss = adv.d_loss(target_logits, fake_logits, cfg.loss)
+        ctx.stats.report("loss/d2", loss)
+        ctx.stats.report("d/fake", torch.sigmoid(fake_logits))
+        ctx.stats.report("logits/fake", fake_logits)
+        return loss
+
+    def diffusion_g_loss(ctx: Context) -> Tensor:
+        fake_in = R.d_input(G(ctx.z(B)), ctx)
+        loss = adv.g_loss(R.g_logits(D2(fake_in), ctx), cfg.loss)
+        ctx.stats.report("loss/g", loss)
+        return loss + R.g_terms(ctx, D2, fake_in)
+
+    n = cfg.optim.n_critic
+    phases = [Phase("D", "d", d1_loss, repeat=n), Phase("Gm", "g", lambda ctx: manifold_loss(ctx, "g")),
+              Phase("E", "e", lambda ctx: manifold_loss(ctx, "e")), Phase("D2", "d2", d2_loss, repeat=n),
+              Phase("G", "g", diffusion_g_loss)]
+    return Method(modules={"g": G, "e": E, "d": D1, "d2": D2}, phases=phases)
