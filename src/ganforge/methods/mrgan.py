@@ -117,16 +117,22 @@ def mdgan(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> Meth
     adv = get_loss(cfg.loss.name)
     lam, B = cfg.remedies.mrgan_lambda1, cfg.train.batch
 
+    def discriminator_loss(ctx: Context, D: nn.Module, target: Tensor, fake: Tensor, name: str, side: str) -> Tensor:
+        """D's loss on ``target`` (as real) against ``fake``; reports it as ``name`` and D's
+        outputs on the ``side`` ("real": the target, "fake": the fakes) as d/ and logits/."""
+        target_logits, fake_logits = D(R.d_input(target, ctx)), D(R.d_input(fake, ctx))
+        loss = adv.d_loss(target_logits, fake_logits, cfg.loss)
+        shown = target_logits if side == "real" else fake_logits
+        ctx.stats.report(name, loss)
+        ctx.stats.report(f"d/{side}", torch.sigmoid(shown))
+        ctx.stats.report(f"logits/{side}", shown)
+        return loss
+
     def d1_loss(ctx: Context) -> Tensor:
         x = ctx.real()
         with torch.no_grad():
             rec = G(E(x))
-        real_logits, rec_logits = D1(R.d_input(x, ctx)), D1(R.d_input(rec, ctx))
-        loss = adv.d_loss(real_logits, rec_logits, cfg.loss)
-        ctx.stats.report("loss/d", loss)
-        ctx.stats.report("d/real", torch.sigmoid(real_logits))
-        ctx.stats.report("logits/real", real_logits)
-        return loss
+        return discriminator_loss(ctx, D1, x, rec, "loss/d", "real")
 
     def manifold_loss(ctx: Context, who: str) -> Tensor:
         x = ctx.real()
@@ -140,12 +146,7 @@ def mdgan(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> Meth
     def d2_loss(ctx: Context) -> Tensor:
         with torch.no_grad():
             target, fake = G(E(ctx.real())), G(ctx.z(B))
-        target_logits, fake_logits = D2(R.d_input(target, ctx)), D2(R.d_input(fake, ctx))
-        loss = adv.d_loss(target_logits, fake_logits, cfg.loss)
-        ctx.stats.report("loss/d2", loss)
-        ctx.stats.report("d/fake", torch.sigmoid(fake_logits))
-        ctx.stats.report("logits/fake", fake_logits)
-        return loss
+        return discriminator_loss(ctx, D2, target, fake, "loss/d2", "fake")
 
     def diffusion_g_loss(ctx: Context) -> Tensor:
         fake_in = R.d_input(G(ctx.z(B)), ctx)
