@@ -67,8 +67,8 @@ class AdamUpdate:
     """Differentiable Adam steps (Kingma & Ba 2015) that continue an optimiser's state.
 
     ``params``: the discriminator's named parameters; ``optimizer``: its torch Adam, whose
-    per-parameter ``step`` / ``exp_avg`` / ``exp_avg_sq`` are the starting state (copied: the
-    real optimiser is not touched); None or a parameter without state starts at zero, as a
+    per-parameter ``step`` / ``exp_avg`` / ``exp_avg_sq`` are the starting state (read, never
+    written: each step makes new tensors, so the real optimiser is not touched); None or a parameter without state starts at zero, as a
     fresh Adam does. Each call is one step of torch.optim.Adam's rule (no amsgrad), written
     with tensors that keep the graph, so G's gradient flows through the moments as well.
     """
