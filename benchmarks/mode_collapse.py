@@ -444,6 +444,33 @@ def summarize(records: list[dict], datasets: list[str], configs: list[str]) -> l
     return rows
 
 
+def side_by_side(summary: list[dict], configs: list[str]) -> list[str]:
+    """Markdown lines of one table with every configuration's mean modes / HQ / reverse KL on
+    each 2D dataset in ``summary``, so that a remedy reads across datasets at a glance; no
+    lines unless two 2D datasets have results."""
+    ds2d = [d for d in TARGETS if any(r["dataset"] == d for r in summary)]
+    if len(ds2d) < 2:
+        return []
+    cell = {(r["dataset"], r["config"]): r for r in summary}
+    head = "| config |" + "".join(f" {d} modes (of {NUM_MODES[d]}) | HQ % | reverse KL | seeds |" for d in ds2d)
+    out = ["## Side by side", "", head, "|---|" + "---|---|---|---|" * len(ds2d)]
+    for c in configs:
+        if not any((d, c) in cell for d in ds2d):
+            continue
+        line = f"| {c} |"
+        for d in ds2d:
+            r = cell.get((d, c))
+            if r is None or "modes" not in r:
+                line += " – | – | – | – |"
+            else:
+                line += f" {r['modes']['mean']:.2f} | {r['hq']['mean']:.1f} | {r['rkl']['mean']:.3f} | {r['runs']} |"
+        out.append(line)
+    out += ["", "Means over each configuration's seeds; the tables below give standard errors, worst seeds and times. "
+            "Targets: " + "; ".join(f"{d} {TARGETS[d][0]}/{NUM_MODES[d]}, ≥ {TARGETS[d][1]}%, ≤ {TARGETS[d][2]}" for d in ds2d)
+            + " (modes, HQ, reverse KL, on every seed).", ""]
+    return out
+
+
 def markdown(records: list[dict], datasets: list[str], configs: list[str], meta: dict) -> str:
     from ganforge.metrics.modes import data_spread
 
@@ -456,6 +483,7 @@ def markdown(records: list[dict], datasets: list[str], configs: list[str], meta:
     for src in meta.get("merged_from", []):
         out.insert(-1, f"Merged from `{src['file']}` (started {src['started']}): `{src['command']}`  ")
     summary = summarize(records, datasets, configs)
+    out += side_by_side(summary, configs)
     for ds in datasets:
         rows = [r for r in summary if r["dataset"] == ds]
         if not rows:

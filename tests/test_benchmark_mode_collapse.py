@@ -139,6 +139,23 @@ def test_merge_combines_results_files(bench, tmp_path):
         bench.main(["--merge", str(tmp_path / "bad.json"), "--out", str(out)])
 
 
+def test_side_by_side_table_reads_each_config_across_the_2d_datasets(bench):
+    """One row per configuration with each 2D dataset's means; a missing cell is a dash, one dataset gives no table."""
+    def run(ds, config, seed, modes, hq, rkl):
+        return {"dataset": ds, "config": config, "seed": seed, "steps": 100, "modes": modes, "hq": hq, "rkl": rkl,
+                "spread": 1.0, "target_met": False, "train_s": 1.0, "train_cpu_s": 1.0}
+
+    recs = [run("ring8", "baseline", 0, 8, 50.0, 0.1), run("ring8", "baseline", 1, 7, 61.0, 0.3),
+            run("grid25", "baseline", 0, 20, 30.0, 0.5), run("ring8", "ttur", 0, 6, 10.0, 0.9)]
+    meta = {"command": "x", "machine": "m", "threads": 1, "jobs": 1, "load_start": "0", "load_end": "0"}
+    md = bench.markdown(recs, ["ring8", "grid25"], ["baseline", "ttur"], meta)
+    assert "| config | ring8 modes (of 8) | HQ % | reverse KL | seeds | grid25 modes (of 25) | HQ % | reverse KL | seeds |" in md
+    assert "| baseline | 7.50 | 55.5 | 0.200 | 2 | 20.00 | 30.0 | 0.500 | 1 |" in md
+    assert "| ttur | 6.00 | 10.0 | 0.900 | 1 | – | – | – | – |" in md
+    assert md.index("## Side by side") < md.index("## ring8")
+    assert "Side by side" not in bench.markdown(recs[:2], ["ring8"], ["baseline"], meta)
+
+
 def test_merge_files_runs_under_the_config_their_overrides_match(bench, tmp_path):
     """A run recorded under a configuration that was redefined since (wgangp: lambda 10 -> 0.1) is
     filed under the configuration it matches (wgangp-l10); one that matches none is a one-line error."""
