@@ -29,7 +29,8 @@ numbers, seconds) and ``OUT/results.md`` (mean ± standard error per configurati
 appended to the JSON as they finish; ``--resume`` skips the runs already in it and continues an
 interrupted run or seed ensemble from its last checkpoint (Ctrl-C and SIGTERM write one; stacked
 runs also checkpoint every 2,000 steps, toy runs and seed ensembles every 1,000). ``--merge A/results.json B/results.json --out C`` combines finished sets (one per
-core or per session) into one table.
+core or per session) into one table; ``--only DATASET/CONFIG`` takes from B (and later files)
+just those configurations, e.g. one that has finished in a file still being written.
 
 ``--refine drs|langevin|mh`` also scores, for every 2D run, 2,500 *D-guided* samples
 (``ganforge.sampling``: discriminator rejection sampling, Langevin dynamics in z on
@@ -613,12 +614,28 @@ def reconcile(runs: list[dict], source: str) -> list[dict]:
     return out
 
 
-def merge(files: list[str], command: str) -> tuple[list[dict], list[str], list[str], dict]:
+def parse_only(pairs: list[str]) -> set[tuple[str, str]]:
+    """``--only DATASET/CONFIG`` values (each may be a comma list) as (dataset, config) pairs."""
+    out = set()
+    for item in (x.strip() for p in pairs for x in p.split(",")):
+        d, _, c = item.partition("/")
+        if not item or d not in RECIPE or c not in CONFIGS:
+            raise SystemExit(f"--only {item!r}: expected DATASET/CONFIG with a dataset of {', '.join(RECIPE)} "
+                             f"and a named config (--list), e.g. --only ring8/dragan")
+        out.add((d, c))
+    return out
+
+
+def merge(files: list[str], command: str, only: set[tuple[str, str]] | None = None,
+          ) -> tuple[list[dict], list[str], list[str], dict]:
     """The runs of several results.json files as one record set, plus the datasets and configs
-    they cover (in the benchmark's order) and a meta block naming every source's command."""
+    they cover (in the benchmark's order) and a meta block naming every source's command.
+
+    ``only``: from every file after the first, keep just the runs of these (dataset, config)
+    pairs, e.g. a configuration that has finished in a results.json still being appended."""
     keyed: dict[tuple, dict] = {}
     metas = []
-    for f in files:
+    for i, f in enumerate(files):
         path = Path(f)
         if not path.is_file():
             raise SystemExit(f"--merge: {f} is not a file; pass the results.json of earlier benchmark runs")
@@ -629,7 +646,8 @@ def merge(files: list[str], command: str) -> tuple[list[dict], list[str], list[s
             raise SystemExit(f"--merge: {f} is not a mode_collapse results.json ({e}); pass OUT/results.json of a benchmark run")
         metas.append(meta)
         for r in reconcile(runs, f):
-            keyed[(r["dataset"], r["config"], r["seed"])] = r
+            if i == 0 or not only or (r["dataset"], r["config"]) in only:
+                keyed[(r["dataset"], r["config"], r["seed"])] = r
     records = list(keyed.values())
     datasets = [d for d in RECIPE if any(r["dataset"] == d for r in records)]
     configs = [c for c in CONFIGS if any(r["config"] == c for r in records)]
@@ -674,6 +692,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
                     help="train nothing: combine the runs of these results.json files (e.g. one per core, or per session) "
                          "into OUT/results.json and OUT/results.md; a (dataset, config, seed) in several files keeps the last")
+    ap.add_argument("--only", action="append", default=[], metavar="DATASET/CONFIG",
+                    help="with --merge: take from the files after the first only these dataset/config pairs (repeatable or "
+                         "a comma list), e.g. --only ring8/dragan to add a configuration that has finished in a "
+                         "results.json still being written")
     return ap.parse_args(argv)
 
 
@@ -701,8 +723,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
     command = " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "mode_collapse.py " + " ".join(argv)
+    if args.only and not args.merge:
+        raise SystemExit("--only selects runs to merge: use it with --merge MAIN/results.json OTHER/results.json")
     if args.merge:
-        records, datasets, configs, meta = merge(args.merge, command)
+        records, datasets, configs, meta = merge(args.merge, command, parse_only(args.only))
         write_results(json_path, md_path, records, datasets, configs, meta)
         print(md_path.read_text())
         print(f"wrote {json_path} and {md_path} ({len(records)} runs from {len(args.merge)} files)")

@@ -132,6 +132,16 @@ def test_merge_combines_results_files(bench, tmp_path):
     assert rows["flip"]["spread"]["values"] == [1.0]  # a seed with no high-quality sample has no spread
     md = (out / "results.md").read_text()
     assert "`cmd-a`" in md and "`cmd-b`" in md and "| baseline | 4000 | 2 |" in md
+    # --only: from the files after the first, just the named dataset/config pairs
+    only = tmp_path / "only"
+    assert bench.main(["--merge", str(a), str(b), "--only", "ring8/flip", "--out", str(only)]) == 0
+    got = {(r["config"], r["seed"]): r["hq"] for r in json.loads((only / "results.json").read_text())["runs"]}
+    assert got == {("baseline", 0): 50.0, ("baseline", 1): 60.0, ("ttur", 0): 99.0, ("flip", 3): 98.5, ("flip", 4): 0.0}
+    for bad in ("ring8-flip", "ring9/flip", "ring8/nope"):
+        with pytest.raises(SystemExit, match="expected DATASET/CONFIG"):
+            bench.main(["--merge", str(a), str(b), "--only", bad, "--out", str(only)])
+    with pytest.raises(SystemExit, match="use it with --merge"):
+        bench.main(["--only", "ring8/flip", "--out", str(only)])
     with pytest.raises(SystemExit, match="not a file"):
         bench.main(["--merge", str(tmp_path / "missing.json"), "--out", str(out)])
     (tmp_path / "bad.json").write_text("{}")
