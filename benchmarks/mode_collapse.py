@@ -103,6 +103,8 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "wgangp-l10": ("WGAN-GP with the paper's image-scale lambda 10",
                    ["loss.name=wgan-gp", "loss.penalty_weight=10", "optim.n_critic=5", "optim.g.beta2=0.9", "optim.d.beta2=0.9"]),
     "dragan": ("DRAGAN penalty, lambda 10 (Kodali et al. 2017)", ["loss.penalty=dragan", "loss.penalty_weight=10"]),
+    "dragan-l1": ("DRAGAN penalty at lambda 1 (the paper's 10 is an image-scale weight; round 29's one-seed probe)",
+                  ["loss.penalty=dragan", "loss.penalty_weight=1"]),
     "r1": ("R1 penalty, gamma 1 (weight gamma/2 = 0.5) (Mescheder et al. 2018)", ["loss.penalty=r1", "loss.penalty_weight=0.5"]),
     "r2": ("R2 penalty at generated points, gamma 1 (weight gamma/2 = 0.5) (Mescheder et al. 2018)",
            ["loss.penalty=r2", "loss.penalty_weight=0.5"]),
@@ -130,7 +132,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
                 "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]),
     "recommended": ("ganforge's shipped recipe (ring8.yaml / grid25.yaml / stacked-digits.yaml / stacked-fashion.yaml)", []),
 }
-ABLATIONS = ("wgangp-l10", "unrolled-sgd")  # run on request only: --configs all is the remedy matrix without them
+ABLATIONS = ("wgangp-l10", "dragan-l1", "unrolled-sgd")  # run on request only: --configs all is the remedy matrix without them
 ALL_2D_CONFIGS = [c for c in CONFIGS if c not in ABLATIONS]
 
 # PacGAN Table 1 (best reported), for the table's comparison line.

@@ -49,6 +49,10 @@ def test_all_is_the_matrix_without_its_ablations(bench):
     assert (toy.loss.name, toy.loss.penalty_weight, image.loss.penalty_weight) == ("wgan-gp", 0.1, 10.0)
     image.loss.penalty_weight = 0.1
     assert image == toy
+    paper, small = (resolve(*bench.overrides_for("ring8", c, None, 1, 0)) for c in ("dragan", "dragan-l1"))
+    assert (paper.loss.penalty, paper.loss.penalty_weight, small.loss.penalty_weight) == ("dragan", 10.0, 1.0)
+    small.loss.penalty_weight = 10.0
+    assert small == paper
 
 
 def test_set_overrides_run_defaults_but_not_seed(bench):
