@@ -117,6 +117,8 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "unrolled-sgd": ("unrolled GAN with 5 SGD steps at lr 1e-4 instead of Adam (ganforge before round 27)",
                      ["method=unrolled", "remedies.unrolled_steps=5", "remedies.unrolled_optimizer=sgd", "remedies.unrolled_lr=1e-4"]),
     "madgan": ("MAD-GAN, 3 generators (Ghosh et al. 2018)", ["method=madgan", "remedies.generators=3"]),
+    "madgan-sim": ("MAD-GAN, 3 generators, with the similarity penalty on D's features (weight 1; unmeasured)",
+                   ["method=madgan", "remedies.generators=3", "remedies.madgan_sim=1"]),
     "mrgan": ("MRGAN, lambda1 0.2, lambda2 0.4 (Che et al. 2017)", ["method=mrgan"]),
     "mdgan": ("MDGAN: MRGAN's manifold and diffusion steps, lambda 0.2 (Che et al. 2017, sec. 3.3)", ["method=mdgan"]),
     "pullaway": ("EBGAN pull-away term, weight 0.1 (Zhao et al. 2017)", ["remedies.pull_away=0.1"]),
@@ -132,7 +134,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
                 "optim.g.min_lr=1e-6", "optim.d.min_lr=1e-6"]),
     "recommended": ("ganforge's shipped recipe (ring8.yaml / grid25.yaml / stacked-digits.yaml / stacked-fashion.yaml)", []),
 }
-ABLATIONS = ("wgangp-l10", "dragan-l1", "unrolled-sgd")  # run on request only: --configs all is the remedy matrix without them
+ABLATIONS = ("wgangp-l10", "dragan-l1", "unrolled-sgd", "madgan-sim")  # run on request only: --configs all is the remedy matrix without them
 ALL_2D_CONFIGS = [c for c in CONFIGS if c not in ABLATIONS]
 
 # PacGAN Table 1 (best reported), for the table's comparison line.

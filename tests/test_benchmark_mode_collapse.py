@@ -53,6 +53,10 @@ def test_all_is_the_matrix_without_its_ablations(bench):
     assert (paper.loss.penalty, paper.loss.penalty_weight, small.loss.penalty_weight) == ("dragan", 10.0, 1.0)
     small.loss.penalty_weight = 10.0
     assert small == paper
+    plain, sim = (resolve(*bench.overrides_for("ring8", c, None, 1, 0)) for c in ("madgan", "madgan-sim"))
+    assert (plain.remedies.madgan_sim, sim.remedies.madgan_sim) == (0.0, 1.0)
+    sim.remedies.madgan_sim = 0.0
+    assert sim == plain
 
 
 def test_set_overrides_run_defaults_but_not_seed(bench):

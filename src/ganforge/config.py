@@ -91,6 +91,7 @@ class RemedyConfig:
     unrolled_lr: float = 0.0  # unrolled GAN: step size of the surrogate D updates; 0: D's current learning rate
     pull_away: float = 0.0  # EBGAN pull-away term weight on G's features (Zhao et al. 2017); 0: off
     generators: int = 3  # MAD-GAN (method madgan): number of generators k
+    madgan_sim: float = 0.0  # MAD-GAN-Sim-style diversity (method madgan): weight of the cosine similarity of D's features of G_i(z), G_j(z); 0: off
     mrgan_lambda1: float = 0.2  # MRGAN (methods mrgan, mdgan): weight of the geometric (reconstruction) term
     mrgan_lambda2: float = 0.4  # MRGAN (method mrgan): weight of the mode-regularizer term
     top_k: float = 0.0  # Sinha et al. 2020: G's loss on the k fakes D scores highest, k annealed from the batch to top_k * batch; 0: off

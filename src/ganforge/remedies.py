@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 # remedies that only some methods support: name -> methods that do
 ONLY_FOR = {"unrolled_steps": ("standard", "unrolled"), "code_balance": ("standard", "unrolled"),
-            "historical_averaging": ("standard", "unrolled", "madgan", "mrgan")}
+            "historical_averaging": ("standard", "unrolled", "madgan", "mrgan"), "madgan_sim": ("madgan",)}
 
 
 # --------------------------------------------------------------------------- checks
@@ -50,7 +50,7 @@ def check_remedies(cfg: Experiment, method: str) -> None:
         if getattr(r, key) < 0:
             raise ConfigError(f"remedies.{key} must be >= 0 (0: off), got {getattr(r, key)}")
     for key in ("feature_matching", "historical_averaging", "instance_noise", "pull_away",
-                "mrgan_lambda1", "mrgan_lambda2"):
+                "mrgan_lambda1", "mrgan_lambda2", "madgan_sim"):
         if getattr(r, key) < 0:
             raise ConfigError(f"remedies.{key} must be >= 0, got {getattr(r, key)}")
     for key in ("mbd_dim", "pack", "generators"):

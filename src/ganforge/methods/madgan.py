@@ -11,9 +11,18 @@ Each expectation is a batch mean; the generator terms are summed over i (each G_
 receives the gradient of its own term). The paper writes G_i's objective in the minimax
 form E log(1 - D_real(G_i(z))) and trains with the non-saturating one, as we do. Diversity
 comes from D: to name which generator made a sample it must find where they differ, which
-pushes the generators towards different modes. The optional cosine-similarity diversity
-regularizer between generators (a variant mentioned in secondary sources) is not
-implemented.
+pushes the generators towards different modes.
+
+Similarity penalty (``remedies.madgan_sim`` = lambda > 0; the paper's MAD-GAN-Sim idea): all
+k generators receive the same z, and G's loss gains
+
+    lambda * mean_{i<j} E_z cos(phi(G_i(z)), phi(G_j(z)))
+
+with phi D's penultimate features (``D.features``) and cos(a, b) = a.b / (|a| |b|), so the
+generators are pushed to make different samples from the same z. The paper writes MAD-GAN-Sim
+as a margin constraint on D's scores of the generators' samples for the same z, with the
+features' cosine similarity as the margin; this is the plain penalty on that similarity, as
+secondary sources describe it, not the paper's exact constraint. D's objective is unchanged.
 
 Sampling: the run's generator (module key ``g``) is a :class:`MixtureGenerator` that sends
 each z to one of the k generators uniformly at random, as a deterministic function of z, so
@@ -98,6 +107,18 @@ def madgan_g_loss(fake_logits: list[Tensor]) -> Tensor:
     return sum(F.cross_entropy(lg, torch.full((lg.shape[0],), k, device=lg.device)) for lg in fake_logits)
 
 
+def generator_similarity(features: list[Tensor], eps: float = 1e-8) -> Tensor:
+    """mean over pairs i < j of the batch mean of cos(f_i[n], f_j[n]); k >= 2 tensors [N, F].
+
+    Row n of every tensor must come from the same z (the similarity penalty above).
+    """
+    if len(features) < 2:
+        raise ValueError("the similarity of generators needs at least two of them")
+    unit = [F.normalize(f.flatten(1), dim=1, eps=eps) for f in features]
+    pairs = [(u * v).sum(1).mean() for i, u in enumerate(unit) for v in unit[i + 1:]]
+    return torch.stack(pairs).mean()
+
+
 def real_log_odds(logits: Tensor) -> Tensor:
     """log D_real / (1 - D_real) = l_real - logsumexp(l_generators); [N, k+1] -> [N]."""
     return logits[:, -1] - torch.logsumexp(logits[:, :-1], dim=1)
@@ -114,6 +135,9 @@ def _check_loss(cfg: Experiment) -> None:
 def madgan(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> Method:
     """MAD-GAN (Ghosh et al. 2018): k generators, a (k+1)-way discriminator."""
     _check_loss(cfg)
+    if cfg.remedies.madgan_sim and cfg.remedies.generators < 2:
+        raise ConfigError(f"remedies.madgan_sim={cfg.remedies.madgan_sim} compares the generators' samples but "
+                          f"remedies.generators={cfg.remedies.generators}; set remedies.generators >= 2 or remedies.madgan_sim=0")
     R = Remedies(cfg, "madgan")
     G = build_mixture_generator(cfg, shape).to(device)
     k = len(G)
@@ -137,10 +161,20 @@ def madgan(cfg: Experiment, shape: tuple[int, ...], device: torch.device) -> Met
             ctx.stats.report("madgan/which_acc", (fl[:, :-1].argmax(1) == who).float())
         return loss + R.average_term(ctx, "d")
 
+    sim = cfg.remedies.madgan_sim
+
     def g_loss(ctx: Context) -> Tensor:
-        fake_in = [R.d_input(g(ctx.z(B)), ctx) for g in G.gens]
+        if sim:  # one z for all generators: the penalty compares G_i(z) with G_j(z)
+            z = ctx.z(B)
+            fake_in = [R.d_input(g(z), ctx) for g in G.gens]
+        else:
+            fake_in = [R.d_input(g(ctx.z(B)), ctx) for g in G.gens]
         loss = madgan_g_loss([D(f) for f in fake_in])
         ctx.stats.report("loss/g", loss)
+        if sim:
+            s = generator_similarity([D.features(f) for f in fake_in])
+            ctx.stats.report("madgan/similarity", s)
+            loss = loss + sim * s
         return loss + R.g_terms(ctx, D, torch.cat(fake_in))
 
     phases = [Phase("D", "d", d_loss, repeat=cfg.optim.n_critic), Phase("G", "g", g_loss)]
