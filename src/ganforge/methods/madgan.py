@@ -19,10 +19,11 @@ k generators receive the same z, and G's loss gains
     lambda * mean_{i<j} E_z cos(phi(G_i(z)), phi(G_j(z)))
 
 with phi D's penultimate features (``D.features``) and cos(a, b) = a.b / (|a| |b|), so the
-generators are pushed to make different samples from the same z. The paper writes MAD-GAN-Sim
-as a margin constraint on D's scores of the generators' samples for the same z, with the
-features' cosine similarity as the margin; this is the plain penalty on that similarity, as
-secondary sources describe it, not the paper's exact constraint. D's objective is unchanged.
+generators are pushed to make different samples from the same z. The paper's MAD-GAN-Sim
+states this as a constraint that ties D's scores of the generators' samples for the same z to
+their feature similarity; its exact form was not available to us, so this is the plain penalty
+on the similarity as secondary sources describe it, not the paper's constraint. D's objective
+is unchanged.
 
 Sampling: the run's generator (module key ``g``) is a :class:`MixtureGenerator` that sends
 each z to one of the k generators uniformly at random, as a deterministic function of z, so
