@@ -49,10 +49,10 @@ def test_all_is_the_matrix_without_its_ablations(bench):
     assert (toy.loss.name, toy.loss.penalty_weight, image.loss.penalty_weight) == ("wgan-gp", 0.1, 10.0)
     image.loss.penalty_weight = 0.1
     assert image == toy
-    paper, small = (resolve(*bench.overrides_for("ring8", c, None, 1, 0)) for c in ("dragan", "dragan-l1"))
-    assert (paper.loss.penalty, paper.loss.penalty_weight, small.loss.penalty_weight) == ("dragan", 10.0, 1.0)
-    small.loss.penalty_weight = 10.0
-    assert small == paper
+    small, paper = (resolve(*bench.overrides_for("ring8", c, None, 1, 0)) for c in ("dragan", "dragan-l10"))
+    assert (small.loss.penalty, small.loss.penalty_weight, paper.loss.penalty_weight) == ("dragan", 1.0, 10.0)
+    paper.loss.penalty_weight = 1.0
+    assert paper == small
     plain, sim = (resolve(*bench.overrides_for("ring8", c, None, 1, 0)) for c in ("madgan", "madgan-sim"))
     assert (plain.remedies.madgan_sim, sim.remedies.madgan_sim) == (0.0, 1.0)
     sim.remedies.madgan_sim = 0.0
@@ -193,6 +193,16 @@ def test_merge_files_runs_under_the_config_their_overrides_match(bench, tmp_path
     assert bench.main(["--merge", str(old), str(new), "--out", str(out)]) == 0
     got = sorted((r["config"], r["seed"]) for r in json.loads((out / "results.json").read_text())["runs"])
     assert got == [("wgangp", 0), ("wgangp-l10", 0), ("wgangp-l10", 1)]
+    # round 30: dragan went from lambda 10 to 1; the lambda-1 runs were recorded as dragan-l1
+    def dragan(config, weight):
+        _, ov = bench.overrides_for("ring8", "dragan", None, 1, 0)
+        return run(config, 0, [o if not o.startswith("loss.penalty_weight=") else f"loss.penalty_weight={weight}" for o in ov])
+
+    renamed = tmp_path / "renamed.json"
+    renamed.write_text(json.dumps({"meta": {}, "runs": [dragan("dragan", 10), dragan("dragan-l1", 1)]}))
+    assert bench.main(["--merge", str(renamed), "--out", str(tmp_path / "m2")]) == 0
+    got = sorted(r["config"] for r in json.loads((tmp_path / "m2" / "results.json").read_text())["runs"])
+    assert got == ["dragan", "dragan-l10"]
     odd = tmp_path / "odd.json"
     odd.write_text(json.dumps({"meta": {}, "runs": [run("wgangp", 2, wgan(3))]}))
     with pytest.raises(SystemExit, match=r"wgangp/seed 2 was trained with loss.penalty_weight=3 \(now 0.1\)"):
